@@ -1,0 +1,16 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+
+.PHONY: demo test lint bench-trainer
+
+demo:
+	@v=$$(scripts/setup-env.sh | tail -n 1) && $$v/bin/hubtune demo
+
+test:
+	@v=$$(scripts/setup-env.sh | tail -n 1) && $$v/bin/ruff check src tests benchmarks && $$v/bin/python -m pytest -q
+
+lint:
+	@v=$$(scripts/setup-env.sh | tail -n 1) && $$v/bin/ruff check src tests benchmarks
+
+bench-trainer:
+	@v=$$(scripts/setup-env.sh | tail -n 1) && $$v/bin/python benchmarks/trainer_throughput.py

@@ -1,0 +1,37 @@
+"""The ``hubtune`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="hubtune",
+    help="Which pretrained model to finetune, and how: meta-learned gray-box "
+    "Bayesian optimisation over a model hub (Quick-Tune).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print hubtune's version."""
+    from hubtune import __version__
+
+    typer.echo(__version__)
+
+
+def _register_commands() -> None:
+    # Each command module adds its own command(s) to the app.
+    from hubtune.commands import space as space_cmd
+
+    space_cmd.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,34 @@
+"""``hubtune space``: show or sample the search space."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from hubtune.space import ConfigError, SearchSpace
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``space`` command to ``app``."""
+
+    @app.command("space")
+    def space(
+        models: str = typer.Option(..., help="Comma-separated hub model names."),
+        space_file: Path | None = typer.Option(None, "--space", help="Search-space JSON file."),
+        sample: int = typer.Option(0, help="Print this many sampled configs as JSON lines."),
+        seed: int = typer.Option(0, help="Sampling seed."),
+    ) -> None:
+        """Print the (restricted) search space, or sample configurations from it."""
+        names = [m for m in models.split(",") if m]
+        try:
+            sp = SearchSpace.from_file(space_file, models=names) if space_file else SearchSpace(names)
+        except ConfigError as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(2) from None
+        if sample:
+            for cfg in sp.sample(sample, seed=seed):
+                typer.echo(cfg.to_json())
+        else:
+            typer.echo(json.dumps(sp.to_dict(), indent=2))
