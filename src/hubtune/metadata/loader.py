@@ -1,0 +1,52 @@
+"""``load_metadata``: read any supported meta-dataset layout, detected from its files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hubtune.metadata.errors import MetadataError
+from hubtune.metadata.layouts import compact, native
+from hubtune.metadata.metadataset import MetaDataset
+
+LAYOUTS_HELP = (
+    "hubtune's own format (metadata.json + arrays.safetensors), "
+    "or the Quick-Tune compact layout (table.csv + curves/perf.json + curves/cost.json)"
+)
+
+
+def detect_layout(directory: Path) -> str:
+    """Name of the layout in ``directory``: native or compact."""
+    if native.is_native(directory):
+        return "native"
+    if compact.is_compact(directory):
+        return "compact"
+    present = sorted(p.name for p in directory.iterdir())[:12]
+    raise MetadataError(
+        f"{directory}: unknown meta-dataset layout (found: {', '.join(present) or 'nothing'}); expected "
+        + LAYOUTS_HELP
+    )
+
+
+def load_metadata(path: str | Path) -> MetaDataset:
+    """Load a meta-dataset directory, detecting its layout.
+
+    Raises:
+        MetadataError: the path is missing, the layout is unknown, or a file is
+            malformed (the message names the file and the problem).
+
+    Example:
+        >>> meta = load_metadata("../shared/metadata/quicktune-extended")  # doctest: +SKIP
+        >>> meta["APL"].scores.shape                                        # doctest: +SKIP
+        (210, 50)
+    """
+    directory = Path(path).expanduser()
+    if not directory.exists():
+        raise MetadataError(f"{directory}: no such file or directory")
+    if not directory.is_dir():
+        raise MetadataError(f"{directory}: a meta-dataset is a directory, not a file")
+    layout = detect_layout(directory)
+    if layout == "native":
+        return native.load_native(directory)
+    if layout == "compact":
+        return compact.load_compact(directory)
+    raise MetadataError(f"{directory}: layout {layout!r} has no loader")  # pragma: no cover

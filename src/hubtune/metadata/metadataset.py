@@ -1,0 +1,220 @@
+"""A meta-dataset: recorded finetuning runs of many datasets, sliced by dataset in O(1)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hubtune.metadata.errors import MetadataError, UnmappedRun
+from hubtune.metadata.runs import DatasetRuns
+from hubtune.metafeatures import DatasetMetaFeatures
+from hubtune.records import EpochRecord
+from hubtune.space.config import Config
+
+log = logging.getLogger("hubtune.metadata")
+
+
+class MetaDataset:
+    """Runs of many datasets: ``meta["APL"]`` is a :class:`DatasetRuns`.
+
+    All datasets share one array width, :attr:`max_epochs`. Runs the loader
+    could not map into a :class:`Config` are kept in :attr:`unmapped` with the
+    reason, never dropped silently.
+
+    Example:
+        >>> from hubtune.metadata import load_metadata
+        >>> meta = load_metadata("../shared/metadata/quicktune-extended")  # doctest: +SKIP
+        >>> train = meta.without(["APL"]); test = meta["APL"]               # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        runs: Mapping[str, DatasetRuns] | Iterable[DatasetRuns] = (),
+        unmapped: Sequence[UnmappedRun] = (),
+        max_epochs: int | None = None,
+    ) -> None:
+        items = list(runs.values()) if isinstance(runs, Mapping) else list(runs)
+        by_name: dict[str, DatasetRuns] = {}
+        for r in items:
+            if not isinstance(r, DatasetRuns):
+                raise TypeError(f"expected DatasetRuns, got {type(r).__name__}")
+            if r.dataset in by_name:
+                raise MetadataError(f"dataset {r.dataset!r} appears twice")
+            by_name[r.dataset] = r
+        width = max((r.max_epochs for r in items), default=0)
+        if max_epochs is not None:
+            if max_epochs < width:
+                raise MetadataError(f"max_epochs={max_epochs} is below the longest array width {width}")
+            width = max_epochs
+        self.max_epochs: int = width
+        self._runs: dict[str, DatasetRuns] = {
+            name: by_name[name].widened(width) for name in sorted(by_name)
+        }
+        self.unmapped: list[UnmappedRun] = list(unmapped)
+
+    # ------------------------------------------------------------- access
+    @property
+    def datasets(self) -> list[str]:
+        """Dataset names, sorted."""
+        return list(self._runs)
+
+    def __getitem__(self, dataset: str) -> DatasetRuns:
+        try:
+            return self._runs[dataset]
+        except KeyError:
+            raise KeyError(
+                f"dataset {dataset!r} is not in this meta-dataset (it has: {', '.join(self._runs) or 'none'})"
+            ) from None
+
+    def __contains__(self, dataset: object) -> bool:
+        return dataset in self._runs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    @property
+    def n_runs(self) -> int:
+        """Total number of (mapped) runs over all datasets."""
+        return sum(len(r) for r in self._runs.values())
+
+    def models(self) -> list[str]:
+        """Sorted names of the models appearing in any run's config."""
+        return sorted({c.model for r in self._runs.values() for c in r.configs})
+
+    def meta_features(self) -> dict[str, DatasetMetaFeatures | None]:
+        """Each dataset's meta-features (``None`` where the source had none)."""
+        return {name: r.meta_features for name, r in self._runs.items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"MetaDataset(datasets={len(self)}, runs={self.n_runs}, max_epochs={self.max_epochs}, "
+            f"unmapped={len(self.unmapped)})"
+        )
+
+    # ------------------------------------------------------------ slicing
+    def _check_names(self, datasets: Iterable[str], what: str) -> list[str]:
+        if isinstance(datasets, str):
+            datasets = [datasets]
+        names = list(datasets)
+        missing = [d for d in names if d not in self._runs]
+        if missing:
+            raise MetadataError(f"{what}: unknown dataset(s) {', '.join(map(repr, missing))}")
+        return names
+
+    def only(self, datasets: Iterable[str]) -> MetaDataset:
+        """A meta-dataset with just these datasets (unknown names raise :class:`MetadataError`)."""
+        keep = set(self._check_names(datasets, "only"))
+        return MetaDataset(
+            [r for n, r in self._runs.items() if n in keep],
+            [u for u in self.unmapped if u.dataset in keep],
+            self.max_epochs,
+        )
+
+    def without(self, datasets: Iterable[str]) -> MetaDataset:
+        """A meta-dataset without these datasets (unknown names raise :class:`MetadataError`)."""
+        drop = set(self._check_names(datasets, "without"))
+        return MetaDataset(
+            [r for n, r in self._runs.items() if n not in drop],
+            [u for u in self.unmapped if u.dataset not in drop],
+            self.max_epochs,
+        )
+
+    # ----------------------------------------------------------- building
+    def append(
+        self,
+        dataset: str,
+        run_id: str,
+        config: Config,
+        records: Sequence[EpochRecord],
+        meta_features: DatasetMetaFeatures | None = None,
+    ) -> None:
+        """Add one run recorded by the trainer (epochs 1..n in order).
+
+        The per-epoch seconds stored are ``train_seconds + eval_seconds`` (the
+        same quantity the published tables record; checkpoint I/O is left out).
+        A new dataset takes ``meta_features``; for a known one they must match
+        (or be ``None``).
+        """
+        if not isinstance(config, Config):
+            raise MetadataError(f"run {run_id!r}: config must be a hubtune Config")
+        if not records:
+            raise MetadataError(f"run {run_id!r} on {dataset!r}: no epoch records")
+        epochs = [r.epoch for r in records]
+        if epochs != list(range(1, len(records) + 1)):
+            raise MetadataError(
+                f"run {run_id!r} on {dataset!r}: records must be epochs 1..{len(records)} in order, got {epochs}"
+            )
+        scores = [float(r.score) for r in records]
+        seconds = [float(r.train_seconds) + float(r.eval_seconds) for r in records]
+        existing = self._runs.get(dataset)
+        if existing is not None and str(run_id) in existing.run_ids:
+            raise MetadataError(f"run {run_id!r} is already recorded for dataset {dataset!r}")
+        if (
+            existing is not None
+            and meta_features is not None
+            and existing.meta_features is not None
+            and existing.meta_features != meta_features
+        ):
+            raise MetadataError(
+                f"dataset {dataset!r}: meta-features {meta_features} differ from the recorded "
+                f"{existing.meta_features}"
+            )
+        width = max(self.max_epochs, len(records))
+        new = DatasetRuns.from_curves(
+            dataset, [str(run_id)], [config], [scores], [seconds],
+            meta_features if existing is None else (existing.meta_features or meta_features),
+            max_epochs=width,
+        )
+        if existing is not None:
+            old = existing.widened(width)
+            new = DatasetRuns(
+                dataset,
+                old.run_ids + new.run_ids,
+                old.configs + new.configs,
+                np.vstack([old.scores, new.scores]),
+                np.vstack([old.seconds, new.seconds]),
+                np.concatenate([old.lengths, new.lengths]),
+                new.meta_features,
+            )
+        if width > self.max_epochs:
+            self._runs = {n: r.widened(width) for n, r in self._runs.items()}
+            self.max_epochs = width
+        self._runs[dataset] = new
+        self._runs = dict(sorted(self._runs.items()))
+
+    @classmethod
+    def merge(cls, *parts: MetaDataset) -> MetaDataset:
+        """One meta-dataset holding all datasets of ``parts`` (names must not clash)."""
+        seen: dict[str, int] = {}
+        for i, part in enumerate(parts):
+            for name in part.datasets:
+                if name in seen:
+                    raise MetadataError(
+                        f"cannot merge: dataset {name!r} is in part {seen[name]} and part {i}; "
+                        f"rename or drop it first (MetaDataset.without)"
+                    )
+                seen[name] = i
+        width = max((p.max_epochs for p in parts), default=0)
+        runs = [p[name] for p in parts for name in p.datasets]
+        unmapped = [u for p in parts for u in p.unmapped]
+        return cls(runs, unmapped, width)
+
+    # ------------------------------------------------------------ storage
+    def save(self, directory: str | Path) -> None:
+        """Write hubtune's own format (see docs/metadata-format.md) into ``directory``."""
+        from hubtune.metadata.layouts.native import save_native
+
+        save_native(self, Path(directory))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> MetaDataset:
+        """Read a directory written by :meth:`save`."""
+        from hubtune.metadata.layouts.native import load_native
+
+        return load_native(Path(directory))
