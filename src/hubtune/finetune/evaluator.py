@@ -1,0 +1,111 @@
+"""The real-training :class:`~hubtune.optim.protocol.Evaluator`.
+
+:class:`TrainerEvaluator` carries out an optimizer's steps with
+:func:`hubtune.finetune.engine.advance`, one checkpoint directory per trial
+(``root / trial_id``). It mirrors the tabular simulator's statuses so an
+optimizer cannot tell them apart: ``ended`` once a trial stands at
+``max_epochs`` (with a reason when a step asked for more), ``diverged`` on a
+non-finite loss, ``failed`` when the trial cannot be built or trained (the
+reason names the error; the search goes on).
+
+Example:
+    >>> ev = TrainerEvaluator(data, root="runs/search", max_epochs=10)  # doctest: +SKIP
+    >>> result = ev.advance(Step("t1", cfg, to_epoch=1))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hubtune.finetune.engine import TrainerError, advance
+from hubtune.optim.protocol import Step, StepResult
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,199}$")
+
+
+class TrainerEvaluator:
+    """Advance trials by real finetuning, checkpointing each under ``root / trial_id``.
+
+    Args:
+        data: the :class:`hubtune.data.ImageDataset` every trial trains on.
+        root: directory holding one sub-directory per trial.
+        max_epochs: epochs schedules are defined over (a trial's maximum).
+        seed: seed of every trial (new-layer init, data order, augmentation).
+        device: ``"cpu"`` or ``"cuda"``.
+        num_threads: torch CPU threads while training.
+        pretrained: start from pretrained weights.
+        weights_paths: optional local weights file per model name.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        root: str | Path,
+        max_epochs: int,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        num_threads: int | None = None,
+        pretrained: bool = True,
+        weights_paths: dict[str, str | Path] | None = None,
+    ) -> None:
+        if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
+            raise TrainerError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+        self.data = data
+        self.root = Path(root)
+        self.max_epochs = max_epochs
+        self.seed = seed
+        self.device = device
+        self.num_threads = num_threads
+        self.pretrained = pretrained
+        self.weights_paths = dict(weights_paths or {})
+
+    def trial_dir(self, trial_id: str) -> Path:
+        """Checkpoint directory of ``trial_id``."""
+        if not isinstance(trial_id, str) or not _SAFE_ID.match(trial_id) or ".." in trial_id:
+            raise TrainerError(
+                f"trial id {trial_id!r} cannot name a directory: use letters, digits and ._@+=-"
+            )
+        return self.root / trial_id
+
+    def advance(self, step: Step) -> StepResult:
+        """Train ``step.trial_id`` from its checkpoint to ``step.to_epoch`` (capped at max_epochs)."""
+        start = time.perf_counter()
+        target = min(int(step.to_epoch), self.max_epochs)
+        try:
+            result = advance(
+                step.config,
+                target,
+                data=self.data,
+                workdir=self.trial_dir(step.trial_id),
+                max_epochs=self.max_epochs,
+                seed=self.seed,
+                device=self.device,
+                num_threads=self.num_threads,
+                pretrained=self.pretrained,
+                weights_path=self.weights_paths.get(step.config.model),
+            )
+        except Exception as exc:  # one broken trial must not end the search
+            return StepResult(
+                step=step,
+                records=[],
+                status="failed",
+                reason=f"{type(exc).__name__}: {exc}",
+                seconds=time.perf_counter() - start,
+            )
+        status, reason = result.status, result.reason
+        if status == "ok" and result.epoch >= self.max_epochs:
+            status = "ended"
+            if step.to_epoch > self.max_epochs:
+                reason = f"max_epochs={self.max_epochs} reached"
+        return StepResult(
+            step=step,
+            records=result.records,
+            status=status,
+            reason=reason,
+            seconds=time.perf_counter() - start,
+        )
