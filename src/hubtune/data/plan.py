@@ -85,7 +85,7 @@ class DatasetPlan:
                 target = n
             else:
                 counts = np.bincount(part.labels, minlength=k)
-                target = max(round(len(part) * factor), min(int((counts > 0).sum()), len(part)))
+                target = max(int(len(part) * factor + 0.5), min(int((counts > 0).sum()), len(part)))
             new[name] = part.take(stratified_subset(part.labels, target, k, rng))
         return replace(self, splits=new)
 

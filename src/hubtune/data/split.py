@@ -55,7 +55,7 @@ def stratified_partition(
     """Partition item indices into ``"train"`` plus the named ``fractions``.
 
     Each class is shuffled and cut separately: a part gets
-    ``round(n_class * fraction)`` items of it, at least one where the class
+    ``n_class * fraction`` (rounded half up) items of it, at least one where the class
     still leaves at least one item for training. Returns sorted index arrays
     (disjoint, covering every item).
     """
@@ -66,7 +66,7 @@ def stratified_partition(
         n = len(ix)
         start = 0
         for name, frac in fractions.items():
-            k = round(n * frac)
+            k = int(n * frac + 0.5)  # round half up
             if frac > 0 and k == 0:
                 k = 1
             k = max(0, min(k, n - start - 1))  # keep >= 1 for training
