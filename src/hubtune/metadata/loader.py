@@ -5,21 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from hubtune.metadata.errors import MetadataError
-from hubtune.metadata.layouts import compact, native
+from hubtune.metadata.layouts import compact, native, qtt_csv, release
 from hubtune.metadata.metadataset import MetaDataset
 
 LAYOUTS_HELP = (
     "hubtune's own format (metadata.json + arrays.safetensors), "
-    "or the Quick-Tune compact layout (table.csv + curves/perf.json + curves/cost.json)"
+    "the Quick-Tune compact layout (table.csv + curves/perf.json + curves/cost.json), "
+    "the official Quick-Tune release (eval_top1.json, eval_time.json, train_time.json, args.json), "
+    "or Quick-Tune-Tool CSVs (config.csv, curve.csv, cost.csv, optional meta.csv)"
 )
 
 
 def detect_layout(directory: Path) -> str:
-    """Name of the layout in ``directory``: native or compact."""
+    """Name of the layout in ``directory``: native, compact, release or qtt."""
     if native.is_native(directory):
         return "native"
     if compact.is_compact(directory):
         return "compact"
+    if release.is_release(directory):
+        return "release"
+    if qtt_csv.is_qtt(directory):
+        return "qtt"
     present = sorted(p.name for p in directory.iterdir())[:12]
     raise MetadataError(
         f"{directory}: unknown meta-dataset layout (found: {', '.join(present) or 'nothing'}); expected "
@@ -49,4 +55,6 @@ def load_metadata(path: str | Path) -> MetaDataset:
         return native.load_native(directory)
     if layout == "compact":
         return compact.load_compact(directory)
-    raise MetadataError(f"{directory}: layout {layout!r} has no loader")  # pragma: no cover
+    if layout == "release":
+        return release.load_release(directory)
+    return qtt_csv.load_qtt(directory)

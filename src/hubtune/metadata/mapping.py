@@ -23,9 +23,11 @@ are ignored by :func:`config_from_hyperparameters` unless ``strict=True``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from hubtune.space.config import CONDITIONAL_DEFAULTS, Config, ConfigError, hyperparameter_names
@@ -41,6 +43,7 @@ AUGMENTATION_FLAGS = ("trivial_augment", "random_augment")
 ALIASES = {"aa": "auto_augment", "ta": "trivial_augment", "ra": "random_augment"}
 
 
+@lru_cache(maxsize=4096)
 def normalise_name(name: str) -> str:
     """Canonical hyperparameter name: lower case, ``-`` -> ``_``, known aliases resolved."""
     key = str(name).strip().lower().replace("-", "_")
@@ -119,8 +122,20 @@ def _as_string(name: str, value: Any) -> str | None:
     return text
 
 
+@lru_cache(maxsize=65536)
+def _convert_cached(name: str, value: Any) -> Any:
+    return _convert(name, value)
+
+
 def convert_value(name: str, value: Any) -> Any:
     """Convert one raw value of hyperparameter ``name`` (canonical name) to Config's type."""
+    try:
+        return _convert_cached(name, value)
+    except TypeError:  # unhashable (a list)
+        return _convert(name, value)
+
+
+def _convert(name: str, value: Any) -> Any:
     value = _unwrap(name, value)
     if name == "opt_betas":
         return _as_betas(value)
@@ -166,8 +181,8 @@ def config_from_hyperparameters(raw: Mapping[str, Any], strict: bool = False) ->
     named: dict[str, Any] = {}
     for key, value in raw.items():
         name = normalise_name(key)
-        if name in named:
-            raise ConfigError(f"hyperparameter {name!r} is given twice")
+        if name in named and named[name] != value:
+            raise ConfigError(f"hyperparameter {name!r} is given twice ({named[name]!r}, {value!r})")
         named[name] = value
     unknown = sorted(set(named) - set(HYPERPARAMETERS) - set(AUGMENTATION_FLAGS))
     if strict and unknown:
@@ -182,10 +197,24 @@ def config_from_hyperparameters(raw: Mapping[str, Any], strict: bool = False) ->
         values.setdefault(name, None)
     # Unset values fall back to Config's defaults.
     values = {n: v for n, v in values.items() if v is not None or n in OFF_WHEN_NEGATIVE}
-    base = Config(**values)  # fills the conditionals these parents make active
-    active = {
-        n: conditional[n]
-        for n in CONDITIONAL_DEFAULTS
-        if getattr(base, n) is not None and conditional.get(n) is not None
-    }
-    return base.replace(**active) if active else base
+    parents = (
+        values.get("opt", _DEFAULTS["opt"]),
+        values.get("sched", _DEFAULTS["sched"]),
+        values.get("data_augmentation", _DEFAULTS["data_augmentation"]),
+    )
+    active = _active_for(*parents) if all(isinstance(p, str) for p in parents) else frozenset()
+    values.update({n: v for n, v in conditional.items() if n in active and v is not None})
+    return Config(**values)  # fills active conditionals without a value; validates
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
+
+
+@lru_cache(maxsize=1024)
+def _active_for(opt: str, sched: str, data_augmentation: str) -> frozenset[str]:
+    """Conditional hyperparameters active for these parents (asked of Config itself)."""
+    try:
+        probe = Config(model="probe", opt=opt, sched=sched, data_augmentation=data_augmentation)
+    except ConfigError:
+        return frozenset()  # the real construction reports the invalid parent
+    return frozenset(n for n in CONDITIONAL_DEFAULTS if getattr(probe, n) is not None)

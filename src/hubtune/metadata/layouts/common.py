@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hubtune.metadata.errors import MetadataError, UnmappedRun
 from hubtune.metadata.mapping import config_from_hyperparameters
@@ -98,6 +99,14 @@ def descriptor_to_meta_features(value: Any, where: str) -> DatasetMetaFeatures:
     return mf
 
 
+def float_or_nan(value: Any) -> float:
+    """``float(value)``, or NaN for values that are not numbers (``None``, ``""``, text)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def _whole(value: Any) -> int:
     number = float(value)
     if number != int(number):
@@ -122,31 +131,35 @@ class RawRun:
     dataset: str
     run_id: str
     config: Config | str  # a Config, or why there is none
-    scores: Sequence[float]
-    seconds: Sequence[float]
+    scores: Sequence[float] | np.ndarray
+    seconds: Sequence[float] | np.ndarray
 
 
-def _clean_curve(run: RawRun) -> tuple[list[float], list[float]] | str:
+def _as_array(values: Sequence[float]) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return np.array([float_or_nan(v) for v in values], dtype=np.float64)
+
+
+def _clean_curve(run: RawRun) -> tuple[np.ndarray, np.ndarray] | str:
     """Recorded epochs up to the first non-finite score/time, or why the run has none."""
     if len(run.scores) != len(run.seconds):
         return f"{len(run.scores)} scores but {len(run.seconds)} per-epoch times"
-    scores: list[float] = []
-    seconds: list[float] = []
-    for s, c in zip(run.scores, run.seconds, strict=True):
-        try:
-            s, c = float(s), float(c)
-        except (TypeError, ValueError):
-            break
-        if not (math.isfinite(s) and math.isfinite(c)):
-            break
-        if s < -SCORE_TOLERANCE or s > 1 + SCORE_TOLERANCE:
-            return f"score {s!r} at epoch {len(scores) + 1} is outside [0, 1] (after unit conversion)"
-        if c < 0:
-            return f"negative time {c!r} at epoch {len(scores) + 1}"
-        scores.append(s)
-        seconds.append(c)
-    if not scores:
+    scores, seconds = _as_array(run.scores), _as_array(run.seconds)
+    finite = np.isfinite(scores) & np.isfinite(seconds)
+    n = len(finite) if finite.all() else int(np.argmin(finite))
+    scores, seconds = scores[:n], seconds[:n]
+    if n == 0:
         return "no recorded epoch with a finite score and time"
+    bad = np.flatnonzero((scores < -SCORE_TOLERANCE) | (scores > 1 + SCORE_TOLERANCE))
+    if bad.size:
+        e = int(bad[0])
+        return f"score {scores[e]:g} at epoch {e + 1} is outside [0, 1] (after unit conversion)"
+    negative = np.flatnonzero(seconds < 0)
+    if negative.size:
+        e = int(negative[0])
+        return f"negative time {seconds[e]:g} at epoch {e + 1}"
     return scores, seconds
 
 
@@ -163,7 +176,7 @@ def assemble(
     cut curves is logged.
     """
     unmapped = list(unmapped)
-    grouped: dict[str, list[tuple[str, Config, list[float], list[float]]]] = defaultdict(list)
+    grouped: dict[str, list[tuple[str, Config, np.ndarray, np.ndarray]]] = defaultdict(list)
     cut = 0
     for run in runs:
         if isinstance(run.config, str):

@@ -18,12 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hubtune.metadata.errors import MetadataError, UnmappedRun
 from hubtune.metadata.layouts.common import (
     RawRun,
     assemble,
     descriptor_to_meta_features,
     expect_mapping,
+    float_or_nan,
     map_config,
     read_csv,
     read_json,
@@ -121,19 +124,19 @@ def load_compact(directory: Path) -> MetaDataset:
                 continue
             raw = mapper.row(row)
             config = raw if isinstance(raw, str) else map_config(raw)
-            percent = [_percent(s) for s in scores]
-            runs.append(RawRun(dataset, run_id, config, percent, costs[run_id]))
+            runs.append(RawRun(dataset, run_id, config, _fractions(scores), costs[run_id]))
     for run_id in table:
         if run_id not in seen:
             unmapped.append(UnmappedRun("", run_id, f"row of {TABLE} without a curve in {PERF}"))
     return assemble(runs, meta_features, str(directory), unmapped)
 
 
-def _percent(value: Any) -> float:
+
+def _fractions(percent: list) -> np.ndarray:
     try:
-        return float(value) / 100.0
+        return np.asarray(percent, dtype=np.float64) / 100.0
     except (TypeError, ValueError):
-        return float("nan")
+        return np.array([float_or_nan(v) for v in percent]) / 100.0
 
 
 def _curves(path: Path) -> dict[str, Mapping[str, list]]:
