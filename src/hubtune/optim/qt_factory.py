@@ -1,0 +1,108 @@
+"""Factories that build :class:`~hubtune.optim.quicktune.QuickTune` for a task, and its ablations.
+
+``make_quicktune(ctx)`` uses a surrogate meta-trained on ``ctx.train_metadata``
+(cached per training set; see :mod:`hubtune.surrogate.cache`), or the shipped
+default surrogate when the context carries no meta-training data. Variants:
+
+* ``full``: the method as shipped;
+* ``no_meta``: same network and GP, but not meta-trained (random init);
+* ``no_cost``: acquisition ignores predicted cost (EI only);
+* ``blackbox``: every trial runs to ``max_epochs`` in one step (no freeze-thaw);
+* ``onehot``: models described by a one-hot instead of hub descriptors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from hubtune.hub.descriptor import ModelDescriptor
+from hubtune.optim.context import TaskContext
+from hubtune.optim.quicktune import QuickTune, QuickTuneSettings
+from hubtune.surrogate.cache import load_default_surrogate, surrogate_for
+from hubtune.surrogate.features import FeatureBuilder
+from hubtune.surrogate.metatrain import MetaTrainSettings
+from hubtune.surrogate.model import Surrogate
+
+VARIANTS = ("full", "no_meta", "no_cost", "blackbox", "onehot")
+
+
+def descriptor_lookup(ctx: TaskContext):
+    """Model name -> descriptor: the context's descriptors, else the hub's (None if unknown)."""
+    known: dict[str, ModelDescriptor | None] = dict(ctx.descriptors)
+
+    def describe(name: str) -> ModelDescriptor | None:
+        if name not in known:
+            try:
+                from hubtune.hub import get_descriptor  # type: ignore[attr-defined]
+
+                known[name] = get_descriptor(name)
+            except Exception:  # unknown to the hub: the surrogate uses the mean model
+                known[name] = None
+        return known[name]
+
+    return describe
+
+
+def _untrained_like(trained: Surrogate, seed: int) -> Surrogate:
+    """Same features and cost model, network and GP hyperparameters at their initial values."""
+    torch.manual_seed(seed)
+    fresh = Surrogate(FeatureBuilder.from_dict(trained.features.to_dict()), trained.cost,
+                      hidden=trained.hidden, emb=trained.emb, record={"untrained": True})
+    fresh.likelihood.noise = 1e-3
+    fresh.gp.covar.outputscale = 0.05
+    fresh.gp.eval()
+    return fresh
+
+
+def make_quicktune(ctx: TaskContext, variant: str = "full", **overrides: Any) -> QuickTune:
+    """Build Quick-Tune (or one of its ablations) for the task in ``ctx``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown Quick-Tune variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    describe = descriptor_lookup(ctx)
+    mt = MetaTrainSettings(model_encoding="onehot" if variant == "onehot" else "descriptor")
+    if ctx.train_metadata is not None:
+        surrogate = surrogate_for(ctx.train_metadata, describe, seed=0, settings=mt)
+    else:
+        surrogate = load_default_surrogate()
+    if variant == "no_meta":
+        surrogate = _untrained_like(surrogate, ctx.seed)
+    settings = QuickTuneSettings(**overrides)
+    if variant == "no_cost":
+        settings.cost_power = 0.0
+    if variant == "blackbox":
+        settings.blackbox = True
+    models = {c.config.model for c in ctx.candidates} if ctx.candidates is not None else set(ctx.space.models)
+    descriptors = {m: describe(m) for m in sorted(models)}
+    candidates = [(c.trial_id, c.config) for c in ctx.candidates] if ctx.candidates is not None else None
+    return QuickTune(
+        surrogate,
+        max_epochs=ctx.max_epochs,
+        candidates=candidates,
+        space=ctx.space if ctx.candidates is None else None,
+        meta_features=ctx.meta_features,
+        descriptors=descriptors,
+        seed=ctx.seed,
+        settings=settings,
+    )
+
+
+def make_qt_no_meta(ctx: TaskContext) -> QuickTune:
+    """Ablation: no meta-training."""
+    return make_quicktune(ctx, "no_meta")
+
+
+def make_qt_no_cost(ctx: TaskContext) -> QuickTune:
+    """Ablation: cost-unaware acquisition."""
+    return make_quicktune(ctx, "no_cost")
+
+
+def make_qt_blackbox(ctx: TaskContext) -> QuickTune:
+    """Ablation: full curves only (no freeze-thaw)."""
+    return make_quicktune(ctx, "blackbox")
+
+
+def make_qt_onehot(ctx: TaskContext) -> QuickTune:
+    """Ablation: model one-hot instead of hub descriptors."""
+    return make_quicktune(ctx, "onehot")
