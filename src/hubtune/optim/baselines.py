@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -369,30 +370,54 @@ def make_largest_model_default(ctx: TaskContext) -> OrderedFullTraining:
     return OrderedFullTraining(ctx, order, reason="largest model, closest to default")
 
 
-def mean_normalized_final_scores(
-    configs: list[Config], train_metadata: MetaDataset
-) -> np.ndarray:
-    """For each config, the mean over ``train_metadata``'s datasets of the normalized
-    final score of the same config there (exact match, else nearest neighbour)."""
-    if not train_metadata.datasets:
-        raise ValueError("best_on_average needs at least one meta-training dataset")
-    target, keys = encode_matrix(configs)
-    total = np.zeros(len(configs))
-    for name in train_metadata.datasets:
-        runs = train_metadata[name]
-        if len(runs) == 0:
-            continue
+_ENCODED_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _encoded_runs(runs: Any) -> tuple[np.ndarray, list[str], np.ndarray, dict[Config, int]]:
+    """Encoded configs, column keys, normalized final scores and exact-match index of a
+    dataset's runs (cached per ``DatasetRuns`` object)."""
+    cached = _ENCODED_RUNS.get(runs)
+    if cached is None:
+        mat, keys = encode_matrix(runs.configs)
         last = runs.scores[np.arange(len(runs)), runs.lengths - 1]
         span = runs.best - runs.worst
         norm = (last - runs.worst) / span if span > 0 else np.ones(len(runs))
         exact = {cfg: i for i, cfg in enumerate(runs.configs)}
-        source, _ = encode_matrix(runs.configs, keys)
+        cached = (mat, keys, norm, exact)
+        _ENCODED_RUNS[runs] = cached
+    return cached
+
+
+def mean_normalized_final_scores(
+    configs: list[Config], train_metadata: MetaDataset
+) -> np.ndarray:
+    """For each config, the mean over ``train_metadata``'s datasets of the normalized
+    final score ``(last - worst) / (best - worst)`` of the same config there (exact
+    ``Config`` match, else its Euclidean nearest neighbour in :func:`encode_config`'s space)."""
+    names = [d for d in train_metadata.datasets if len(train_metadata[d])]
+    if not names:
+        raise ValueError("best_on_average needs at least one non-empty meta-training dataset")
+    target, keys = encode_matrix(configs)
+    total = np.zeros(len(configs))
+    for name in names:
+        source, skeys, norm, exact = _encoded_runs(train_metadata[name])
+        # distance over the union of columns = over the target's columns + the rest of the source's
+        col = {k: j for j, k in enumerate(skeys)}
+        shared = [(i, col[k]) for i, k in enumerate(keys) if k in col]
+        src = np.zeros((len(source), len(keys)))
+        if shared:
+            ti, si = zip(*shared, strict=True)
+            src[:, list(ti)] = source[:, list(si)]
+        rest = np.ones(len(skeys), dtype=bool)
+        rest[[j for _, j in shared]] = False
+        extra = (source[:, rest] ** 2).sum(axis=1)
+        d2 = ((target**2).sum(axis=1)[:, None] - 2.0 * target @ src.T
+              + ((src**2).sum(axis=1) + extra)[None, :])
+        nearest = d2.argmin(axis=1)
         for i, cfg in enumerate(configs):
             j = exact.get(cfg)
-            if j is None:
-                j = int(np.argmin(((source - target[i]) ** 2).sum(axis=1)))
-            total[i] += norm[j]
-    return total / len(train_metadata.datasets)
+            total[i] += norm[nearest[i] if j is None else j]
+    return total / len(names)
 
 
 def make_best_on_average(ctx: TaskContext) -> OrderedFullTraining:
