@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from hubtune.data import DataError, DataWarning, ImageDataset, decode_count, load_dataset
-from hubtune.data.images import decode_image, open_image_reduced
+from hubtune.data.images import ImageDecodeError, decode_image, open_image_reduced
 
 RNG = np.random.default_rng(1234)
 
@@ -316,7 +316,7 @@ def test_images_above_the_pixel_limit(tmp_path, monkeypatch):
     Image.new("RGB", (2000, 2000), (250, 10, 10)).save(tmp_path / "huge.png")
     out = decode_image(tmp_path / "huge.jpg", 16)  # JPEG: decoded at 1/8 scale instead
     assert out.width == 2000 and np.all(out.pixels[..., 0] > 240)
-    with pytest.raises(Exception, match=r"too large to decode safely"):
+    with pytest.raises(ImageDecodeError, match=r"too large to decode safely \(.*exceeds limit"):
         decode_image(tmp_path / "huge.png", 16)
 
 
