@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -219,18 +223,80 @@ def test_bad_arguments(tmp_path, kwargs, message):
         load_dataset(root, **kwargs)
 
 
-def test_permission_errors(tmp_path):
-    # Tests run as root in CI, where chmod does not stop reads: then only the
-    # message format can be checked here, not the real permission path.
-    root = make_tree(tmp_path / "ds", {"a": 3, "b": 3})
-    if os.geteuid() == 0:
-        pytest.skip("running as root: chmod 000 does not make files unreadable")
-    os.chmod(root / "b", 0)
-    try:
-        with pytest.raises(DataError, match=r"cannot read folder .*b: permission denied"):
-            load(root)
-    finally:
-        os.chmod(root / "b", 0o755)
+def _as_unprivileged_user(fn):
+    """Run ``fn()`` where file permissions apply: directly for a normal user; as
+    root (as in CI), in a forked child that drops to uid/gid 65534 (nobody).
+    Returns ``fn``'s JSON-serialisable result, or ``{"error": message}``."""
+
+    def call():
+        try:
+            return fn()
+        except DataError as exc:
+            return {"error": str(exc)}
+
+    if os.geteuid() != 0:
+        return call()
+    Image.init()  # load PIL's format plugins before losing access to site-packages
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.close(read_fd)
+            os.setgid(65534)
+            os.setuid(65534)
+            with os.fdopen(write_fd, "w") as out:
+                json.dump(call(), out)
+        except BaseException:  # noqa: B036 - report anything, then leave without pytest's cleanup
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as inp:
+        text = inp.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and text, "unprivileged child failed"
+    return json.loads(text)
+
+
+@pytest.fixture
+def shared_tree():
+    """A tree that uid 65534 may read (pytest's tmp_path under /tmp/pytest-of-root is not)."""
+    base = Path(tempfile.mkdtemp(prefix="hubtune-perm-"))
+    base.chmod(0o755)
+    root = make_tree(base / "ds", {"a": 4, "b": 4})
+    for p in [root, *root.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    yield root
+    for p in [base, *base.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    shutil.rmtree(base)
+
+
+def test_unreadable_file_is_skipped(shared_tree):
+    locked = shared_tree / "a" / "img001.png"
+    locked.chmod(0)
+
+    def run():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = load_dataset(shared_tree, image_size=8, workers=1, test_fraction=0.0)
+        return {
+            "skipped": [[Path(s.path).name, s.reason] for s in ds.skipped],
+            "warnings": [str(w.message) for w in caught if w.category is DataWarning],
+            "n": len(ds.train) + len(ds.val),
+        }
+
+    result = _as_unprivileged_user(run)
+    assert result["skipped"] == [["img001.png", "permission denied"]]
+    assert result["n"] == 7
+    assert "img001.png: permission denied" in result["warnings"][0]
+
+
+def test_unreadable_class_folder_is_an_error(shared_tree):
+    (shared_tree / "b").chmod(0)
+    result = _as_unprivileged_user(lambda: load_dataset(shared_tree, image_size=8) and {})
+    assert re.fullmatch(r"cannot read folder .*/ds/b: permission denied", result["error"])
 
 
 # --------------------------------------------------------------------------- decoding
