@@ -59,6 +59,23 @@ def data_home(cache_dir: Path | None = None) -> Path:
     return Path(os.environ.get("HUBTUNE_DATA_HOME", "~/.cache/hubtune/datasets")).expanduser()
 
 
+_ROWS_MEMO: dict[tuple[str, ...], np.ndarray] = {}
+_ROWS_MEMO_SIZE = 2
+
+
+def _memo_rows(identity: list[str], read: Callable[[], np.ndarray]) -> np.ndarray:
+    """``read()``, remembered (read-only) for the last few sources of this process,
+    so repeated loads with other seeds or subsets do not re-read the files."""
+    key = tuple(identity)
+    if key not in _ROWS_MEMO:
+        rows = read()
+        rows.setflags(write=False)
+        while len(_ROWS_MEMO) >= _ROWS_MEMO_SIZE:
+            _ROWS_MEMO.pop(next(iter(_ROWS_MEMO)))
+        _ROWS_MEMO[key] = rows
+    return _ROWS_MEMO[key]
+
+
 def _stat_identity(paths: list[Path]) -> list[str]:
     out = []
     for p in paths:
@@ -130,7 +147,9 @@ def _fashion_mnist(cache_dir: Path | None, download: bool | None) -> _Source:
     labels = np.concatenate([train_y, test_y])
     official_test = np.concatenate([np.zeros(len(train_y), bool), np.ones(len(test_y), bool)])
 
-    def load_rows() -> np.ndarray:
+    identity = _stat_identity(list(files.values()))
+
+    def read() -> np.ndarray:
         x = np.concatenate([read_idx(files["train_images"]), read_idx(files["test_images"])])
         if x.shape != (len(labels), 28, 28):
             raise DataError(f"Fashion-MNIST images in {files['train_images'].parent} have shape {x.shape}")
@@ -140,8 +159,8 @@ def _fashion_mnist(cache_dir: Path | None, download: bool | None) -> _Source:
         classes=list(FASHION_MNIST_CLASSES),
         labels=labels,
         official_test=official_test,
-        load_rows=load_rows,
-        identity=_stat_identity(list(files.values())),
+        load_rows=lambda: _memo_rows(identity, read),
+        identity=identity,
     )
 
 
@@ -159,7 +178,9 @@ def _animal_mnist(cache_dir: Path | None, download: bool | None) -> _Source:
             raise DataError(f"Animal-MNIST data file {f} is missing; reinstall animal-mnist==0.4")
     labels = read_pickled_ndarray(label_file).astype(np.int64).reshape(-1)
 
-    def load_rows() -> np.ndarray:
+    identity = _stat_identity([data_file, label_file])
+
+    def read() -> np.ndarray:
         x = read_pickled_ndarray(data_file)
         if x.dtype != np.uint8 or x.shape != (len(labels), 28, 28):
             raise DataError(f"{data_file} holds {x.dtype} {x.shape}, expected uint8 ({len(labels)}, 28, 28)")
@@ -169,8 +190,8 @@ def _animal_mnist(cache_dir: Path | None, download: bool | None) -> _Source:
         classes=list(ANIMAL_MNIST_CLASSES),
         labels=labels,
         official_test=None,
-        load_rows=load_rows,
-        identity=_stat_identity([data_file, label_file]),
+        load_rows=lambda: _memo_rows(identity, read),
+        identity=identity,
     )
 
 
