@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,13 +90,24 @@ def test_qtt_round_trip_meta_trains_once_and_steps_one_epoch_at_a_time(md, tmp_p
             stands[step.trial_id] = result.last_epoch
         assert len(stands) >= 3  # its 3 initial random configurations at least
         assert all(s >= 0 for s in opt.decision_seconds)
+        state = json.loads(json.dumps(opt.state_dict()))
+        expected = opt.ask()
     finally:
         opt.close()
-    again = make_qtt(ctx, python=python, cache_dir=tmp_path, cost_aware=True,
+    again = make_qtt(ctx, python=python, cache_dir=tmp_path,
                      perf_fit_params=TINY_FIT, cost_fit_params=TINY_COST_FIT)
     try:
         assert again.fit_info["cached"] is True  # same fold: predictors come from the cache
         assert again.fold_key == opt.fold_key
-        assert again.ask() is not None
+        again.load_state_dict(state)  # replays the log through a fresh worker
+        step = again.ask()
+        assert (step.trial_id, step.to_epoch) == (expected.trial_id, expected.to_epoch)
     finally:
         again.close()
+    costly = make_qtt(ctx, python=python, cache_dir=tmp_path, cost_aware=True,
+                      perf_fit_params=TINY_FIT, cost_fit_params=TINY_COST_FIT)
+    try:
+        assert costly.method == "qtt_cost" and costly.fit_info["cached"] is True
+        assert costly.ask() is not None
+    finally:
+        costly.close()
