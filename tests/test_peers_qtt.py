@@ -13,6 +13,7 @@ from hubtune.bench.peers.qtt_peer import (
     QTTWorkerProcess,
     find_qtt_python,
     make_qtt,
+    prefit,
     table_columns,
     table_rows,
 )
@@ -111,3 +112,21 @@ def test_qtt_round_trip_meta_trains_once_and_steps_one_epoch_at_a_time(md, tmp_p
         assert costly.ask() is not None
     finally:
         costly.close()
+
+
+def test_prefit_warms_the_cache_the_benchmark_reads(md, tmp_path):
+    from hubtune.bench.runner import fold_train_metadata
+
+    python = _qtt_python()
+    done = prefit(md, ["PLT_DOC"], cache_dir=tmp_path, python=python,
+                  perf_fit_params=TINY_FIT, cost_fit_params=TINY_COST_FIT)
+    assert [d["dataset"] for d in done] == ["PLT_DOC"] and done[0]["cached"] is False
+    runs = md["PLT_DOC"]
+    ctx = make_context(runs, seed=1, budget_seconds=3600.0, max_epochs=runs.max_epochs,
+                       train_metadata=fold_train_metadata(md, "PLT_DOC"), descriptors={})
+    opt = make_qtt(ctx, python=python, cache_dir=tmp_path, perf_fit_params=TINY_FIT,
+                   cost_fit_params=TINY_COST_FIT)
+    try:
+        assert opt.fold_key == done[0]["key"] and opt.fit_info["cached"] is True
+    finally:
+        opt.close()

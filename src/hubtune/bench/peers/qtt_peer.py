@@ -265,7 +265,8 @@ def fold_key(payload: dict[str, Any], qtt_version: str | None) -> str:
 
 def prefit(metadata: MetaDataset, datasets: Sequence[str] | None = None,
            folds: int | None = None, cache_dir: str | Path | None = None,
-           python: str | None = None) -> list[dict[str, Any]]:
+           python: str | None = None, perf_fit_params: dict[str, Any] | None = None,
+           cost_fit_params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Meta-train (or find cached) qtt predictors for every test dataset's fold.
 
     Uses the benchmark's own fold split (:func:`hubtune.bench.runner.fold_train_metadata`),
@@ -286,7 +287,8 @@ def prefit(metadata: MetaDataset, datasets: Sequence[str] | None = None,
             runs = metadata[name]
             train = fold_train_metadata(metadata, name, test_datasets=names, folds=folds)
             payload = fold_payload(train, runs.configs, metadata.max_epochs,
-                                   runs.meta_features is not None)
+                                   runs.meta_features is not None, perf_fit_params,
+                                   cost_fit_params)
             key = fold_key(payload, version)
             info = worker.request("fit", cache_dir=str(cache / "predictors"), key=key, **payload)
             out.append({"dataset": name, "key": key, "cached": info["cached"],
