@@ -19,9 +19,6 @@ from typing import Any
 from hubtune.bench.peers.fidelity_jobs import FidelityJobPeer
 from hubtune.optim.context import TaskContext
 
-MAX_TRIALS = 1_000_000
-"""SMAC needs a trial limit; the benchmark's time budget is what stops a run."""
-
 
 def _never_called(config: Any, seed: int = 0, budget: float = 1.0) -> float:
     raise RuntimeError("SMAC is driven through ask/tell; its target function is never called")
@@ -34,9 +31,15 @@ class SMACMultiFidelity(FidelityJobPeer):
         ctx: the task (``ctx.candidates`` required).
         continuation: continue earlier trials of a configuration (``smac_mf_cont``).
         eta: Hyperband's reduction factor.
+        n_trials: SMAC's trial count, which sizes its initial design (at most a
+            quarter of it; 10 random configurations per hyperparameter
+            otherwise). Default: the number of table configurations, what a
+            user would plan for this pool. It does not stop ``ask``; the
+            benchmark's time budget ends a run.
     """
 
-    def __init__(self, ctx: TaskContext, continuation: bool = False, eta: int = 3) -> None:
+    def __init__(self, ctx: TaskContext, continuation: bool = False, eta: int = 3,
+                 n_trials: int | None = None) -> None:
         self.method = "smac_mf_cont" if continuation else "smac_mf"
         super().__init__(ctx, continuation=continuation)
         from smac import MultiFidelityFacade, Scenario
@@ -45,7 +48,7 @@ class SMACMultiFidelity(FidelityJobPeer):
         weakref.finalize(self, shutil.rmtree, self._workdir, True)
         scenario = Scenario(
             self.mapping.configspace, name="hubtune", output_directory=self._workdir,
-            deterministic=True, n_trials=MAX_TRIALS, min_budget=1,
+            deterministic=True, n_trials=int(n_trials or len(self.mapping.candidates)), min_budget=1,
             max_budget=ctx.max_epochs, seed=ctx.seed,
         )
         intensifier = MultiFidelityFacade.get_intensifier(scenario, eta=eta)
