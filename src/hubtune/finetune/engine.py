@@ -135,6 +135,20 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def amp_dtype(
+    config: Config, device: torch.device, bf16_supported: bool | None = None
+) -> torch.dtype | None:
+    """Autocast dtype for ``config.amp`` on ``device``: bf16 (fp16 on older GPUs) on CUDA, else None.
+
+    Mixed precision is a GPU feature here; on CPU training stays float32.
+    """
+    if not config.amp or device.type != "cuda":
+        return None
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if bf16_supported else torch.float16
+
+
 def _check_data(data: Any) -> None:
     for name in ("train", "val"):
         split = getattr(data, name, None)
@@ -176,6 +190,7 @@ class Trial:
         device: str | torch.device = "cpu",
         pretrained: bool = True,
         weights_path: str | Path | None = None,
+        regularizers: bool = True,
     ) -> None:
         from hubtune.hub import create_model
 
@@ -206,21 +221,21 @@ class Trial:
 
         # References to the starting (pretrained) model.
         self.sp_reference: dict[str, torch.Tensor] = {}
-        if config.sp_reg > 0:
+        if config.sp_reg > 0 and regularizers:
             self.sp_reference = {
                 n: p.detach().clone().to(self.device)
                 for n, p in model.named_parameters()
                 if n not in self.plan.head
             }
         self.delta_reference: nn.Module | None = None
-        if config.delta_reg > 0:
+        if config.delta_reg > 0 and regularizers:
             ref = copy.deepcopy(model).to(self.device).eval()
             for p in ref.parameters():
                 p.requires_grad_(False)
             self.delta_reference = ref
         self.source_head: nn.Module | None = None
         self.relationship: torch.Tensor | None = None
-        if config.cotuning_reg > 0:
+        if config.cotuning_reg > 0 and regularizers:
             head = self.hub.pretrained_classifier
             if head is None:
                 raise TrainerError(
@@ -253,9 +268,7 @@ class Trial:
         self.schedule = LRSchedule(config, max_epochs)
         self.lp_epochs = linear_probing_epochs(max_epochs) if config.linear_probing else 0
 
-        self.amp_dtype: torch.dtype | None = None
-        if config.amp and self.on_cuda:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = amp_dtype(config, self.device)
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.amp_dtype == torch.float16
         ) if self.on_cuda else None
@@ -268,6 +281,12 @@ class Trial:
         self.micro_batch = config.batch_size
         self.epoch = 0
         self.records: list[EpochRecord] = []
+
+    def min_micro_batch(self) -> int:
+        """Smallest micro-batch an OOM retry may use: 2 for models with BatchNorm
+        (batch statistics of one image are degenerate), else 1."""
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        return min(2 if has_bn else 1, self.config.batch_size)
 
     # ----------------------------------------------------------- phases
     def in_linear_probing(self, epoch: int) -> bool:
@@ -436,13 +455,7 @@ class Trial:
     # -------------------------------------------------------- checkpoint
     def identity(self) -> dict[str, Any]:
         """What must match for a checkpoint to belong to this trial."""
-        return {
-            "config": self.config.to_dict(),
-            "max_epochs": self.max_epochs,
-            "seed": self.seed,
-            "pretrained": self.pretrained,
-            "data": data_fingerprint(self.data),
-        }
+        return trial_identity(self.config, self.max_epochs, self.seed, self.pretrained, self.data)
 
     def save(self, workdir: Path) -> float:
         """Atomically checkpoint the trial to ``workdir``; returns seconds taken."""
@@ -464,12 +477,15 @@ class Trial:
         )
         return save_checkpoint(workdir, tensors, state)
 
-    def load(self, workdir: Path) -> None:
-        """Restore the trial from the checkpoint in ``workdir``."""
+    def load(self, workdir: Path, *, model_only: bool = False) -> None:
+        """Restore the trial (or, with ``model_only``, just its weights) from ``workdir``."""
         tensors, state = load_checkpoint(workdir, device=self.device)
         self.check_identity(state, workdir)
         model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_sd)
+        self.epoch = int(state["epoch"])
+        if model_only:
+            return
         self.optimizer.load_state_dict(unflatten_optimizer_state(tensors, state["optimizer"]))
         if self.source_head is not None:
             self.source_head.load_state_dict(
@@ -485,23 +501,38 @@ class Trial:
 
     def check_identity(self, state: dict[str, Any], workdir: Path) -> None:
         """Raise :class:`TrainerError` if ``state`` belongs to a different trial."""
-        mine = self.identity()
-        for key, value in mine.items():
-            theirs = state.get(key)
-            if key == "config":
-                theirs = Config.from_dict(theirs).to_dict() if theirs else None
-            if theirs != value:
-                what = {
-                    "config": "a different configuration",
-                    "max_epochs": f"max_epochs={theirs}, not {value}",
-                    "seed": f"seed={theirs}, not {value}",
-                    "pretrained": f"pretrained={theirs}, not {value}",
-                    "data": "different data",
-                }[key]
-                raise TrainerError(
-                    f"the checkpoint in {workdir} was trained with {what}; "
-                    f"a trial's settings cannot change between steps"
-                )
+        check_identity(state, self.identity(), workdir)
+
+
+def trial_identity(config: Config, max_epochs: int, seed: int, pretrained: bool, data: Any) -> dict[str, Any]:
+    """The settings a trial's checkpoint records and every later step must repeat."""
+    return {
+        "config": config.to_dict(),
+        "max_epochs": max_epochs,
+        "seed": seed,
+        "pretrained": pretrained,
+        "data": data_fingerprint(data),
+    }
+
+
+def check_identity(state: dict[str, Any], mine: dict[str, Any], workdir: Path) -> None:
+    """Raise :class:`TrainerError` unless checkpoint ``state`` has the settings ``mine``."""
+    for key, value in mine.items():
+        theirs = state.get(key)
+        if key == "config":
+            theirs = Config.from_dict(theirs).to_dict() if theirs else None
+        if theirs != value:
+            what = {
+                "config": "a different configuration",
+                "max_epochs": f"max_epochs={theirs}, not {value}",
+                "seed": f"seed={theirs}, not {value}",
+                "pretrained": f"pretrained={theirs}, not {value}",
+                "data": "different data",
+            }[key]
+            raise TrainerError(
+                f"the checkpoint in {workdir} was trained with {what}; "
+                f"a trial's settings cannot change between steps"
+            )
 
 
 # ------------------------------------------------------------------ records
@@ -588,10 +619,11 @@ def advance(
     start = time.perf_counter()
     _validate_request(config, to_epoch, max_epochs)
     workdir = Path(workdir)
+    current = 0
     if has_checkpoint(workdir):
-        current = int(read_state(workdir).get("epoch", 0))
-    else:
-        current = 0
+        state = read_state(workdir)
+        check_identity(state, trial_identity(config, max_epochs, seed, pretrained, data), workdir)
+        current = int(state.get("epoch", 0))
     diverged = _read_diverged(workdir)
     if diverged is not None:
         reason, last_good = diverged
@@ -709,12 +741,13 @@ def _run_epoch(trial: Trial, epoch: int) -> EpochRecord:
             train_loss, lr = trial.train_epoch(epoch)
             break
         except torch.OutOfMemoryError:
-            if trial.micro_batch <= 1:
+            smallest = trial.min_micro_batch()
+            if trial.micro_batch <= smallest:
                 raise _OutOfMemory(
-                    f"out of memory in epoch {epoch + 1} even with micro-batch 1"
+                    f"out of memory in epoch {epoch + 1} even with micro-batch {trial.micro_batch}"
                 ) from None
             old = trial.micro_batch
-            trial.micro_batch = max(1, old // 2)
+            trial.micro_batch = max(smallest, old // 2)
             notes.append(f"out of memory at micro-batch {old}; retried with {trial.micro_batch}")
             trial.restore(snap)
             if trial.on_cuda:
@@ -741,3 +774,31 @@ def _run_epoch(trial: Trial, epoch: int) -> EpochRecord:
         grad_accumulation=accumulation,
         note="; ".join(notes) or None,
     )
+
+
+def evaluate_checkpoint(
+    workdir: str | Path,
+    data: Any,
+    *,
+    split: str = "test",
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Top-1, top-5 and loss of the trial checkpointed in ``workdir`` on ``data``'s ``split``.
+
+    The trial's settings (config, max_epochs, seed, pretrained) come from its
+    checkpoint; ``data`` must be the data it trained on. The model is built
+    without pretrained weights (all weights come from the checkpoint).
+    """
+    workdir = Path(workdir)
+    state = read_state(workdir)
+    target = getattr(data, split, None)
+    if target is None or len(target.labels) == 0:
+        raise TrainerError(f"the dataset has no {split} split to evaluate on")
+    with torch.random.fork_rng(devices=[]):
+        trial = Trial(
+            Config.from_dict(state["config"]), data, int(state["max_epochs"]),
+            seed=int(state["seed"]), device=device, pretrained=False, regularizers=False,
+        )
+        trial.pretrained = bool(state["pretrained"])  # identity check; weights come from the checkpoint
+        trial.load(workdir, model_only=True)
+        return trial.evaluate(target)
