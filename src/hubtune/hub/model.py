@@ -110,6 +110,12 @@ class HubModel:
         """
         return layer_groups(self.model, self.head_param_names)
 
+    @property
+    def pooled_dim(self) -> int:
+        """Width of :meth:`pooled_features` (the classifier's input size)."""
+        hidden = getattr(self.model, "head_hidden_size", None)
+        return int(hidden if hidden else self.model.num_features)
+
     def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate pooled features (the classifier's input), shape ``(batch, num_features)``."""
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
