@@ -25,12 +25,14 @@ def version() -> None:
 def _register_commands() -> None:
     # Each command module adds its own command(s) to the app.
     from hubtune.commands import bench as bench_cmd
+    from hubtune.commands import hub as hub_cmd
     from hubtune.commands import metadata as metadata_cmd
     from hubtune.commands import space as space_cmd
 
     space_cmd.register(app)
     bench_cmd.register(app)
     metadata_cmd.register(app)
+    hub_cmd.register(app)
 
 
 _register_commands()
