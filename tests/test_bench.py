@@ -271,6 +271,9 @@ def test_bench_cli_writes_results_summary_plots_and_reuses_cells(tmp_path):
     assert len(list((out / "cells").glob("*.json"))) == 12
     again = cli.invoke(app, args)
     assert again.exit_code == 0 and "12 cells reused" in again.output
+    rerun = cli.invoke(app, [*args, "--rerun", "asha"])
+    assert rerun.exit_code == 0 and "8 cells reused" in rerun.output
+    assert "hubtune" in json.loads((out / "results.json").read_text())["code_version"]
 
 
 @needs_shared

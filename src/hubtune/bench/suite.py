@@ -157,9 +157,12 @@ def run_grid(
     out: Path,
     jobs: int = 1,
     progress: Callable[[int, int, Cell, bool], None] | None = None,
+    rerun: Sequence[str] = (),
 ) -> tuple[list[Trajectory], list[CellFailure], int]:
     """Run (or reuse) every cell; returns ``(trajectories, failures, reused count)``.
 
+    Cached cells of the methods in ``rerun`` are recomputed (e.g. after the
+    method's code changed: the cache key is the settings, not the code).
     ``progress(done, total, cell, ok)`` is called after every computed cell.
     """
     out = Path(out)
@@ -167,7 +170,7 @@ def run_grid(
     results: dict[Cell, Trajectory] = {}
     todo: list[Cell] = []
     for cell in cells:
-        cached = read_cell(out, settings, cell)
+        cached = None if cell.method in rerun else read_cell(out, settings, cell)
         if cached is not None:
             results[cell] = cached
         else:
@@ -188,6 +191,7 @@ def run_grid(
             progress(done, len(todo), cell, traj is not None)
 
     if jobs <= 1 or len(todo) <= 1:
+        _init_worker()
         for cell in todo:
             finish(*_run_cell_safe(settings, cell))
     else:

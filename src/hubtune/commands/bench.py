@@ -19,6 +19,25 @@ def _split(text: str | None) -> list[str]:
     return [x.strip() for x in (text or "").split(",") if x.strip()]
 
 
+def _code_version() -> str:
+    """hubtune's version, plus the git commit of its source tree when there is one."""
+    import subprocess
+
+    from hubtune import __version__
+
+    src = Path(__file__).resolve().parents[1]  # the hubtune package
+    try:
+        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", ""
+    if not commit:
+        return f"hubtune {__version__}"
+    return f"hubtune {__version__} (git {commit}{', uncommitted changes' if dirty else ''})"
+
+
 def _resolve_methods(requested: list[str]) -> list[str]:
     from hubtune.optim.registry import get_method, list_methods
 
@@ -62,6 +81,8 @@ def register(app: typer.Typer) -> None:
         overhead_clock: str = typer.Option(
             "process", help="Optimizer time charged to the clock: process | wall | none."),
         max_epochs: int | None = typer.Option(None, help="Highest fidelity (default: the table's)."),
+        rerun: str | None = typer.Option(
+            None, help="Comma-separated methods whose cached cells are recomputed ('all': every one)."),
         list_methods_: bool = typer.Option(False, "--list-methods", help="List methods and exit."),
     ) -> None:
         """Replay a meta-dataset and compare search methods on a simulated clock.
@@ -81,7 +102,8 @@ def register(app: typer.Typer) -> None:
             return
         try:
             _run(metadata, out, train_metadata, datasets, methods, budget, seeds, folds,
-                 workers, jobs, resume_overhead, start_overhead, overhead_clock, max_epochs)
+                 workers, jobs, resume_overhead, start_overhead, overhead_clock, max_epochs,
+                 rerun)
         except typer.Exit:
             raise
         except (ValueError, KeyError, ImportError, OSError) as exc:
@@ -91,7 +113,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(metadata, out, train_metadata, datasets, methods, budget, seeds, folds, workers, jobs,
-         resume_overhead, start_overhead, overhead_clock, max_epochs) -> None:
+         resume_overhead, start_overhead, overhead_clock, max_epochs, rerun=None) -> None:
     from hubtune.bench.budget import format_duration, parse_duration
     from hubtune.bench.report import (
         plot_summary,
@@ -158,19 +180,23 @@ def _run(metadata, out, train_metadata, datasets, methods, budget, seeds, folds,
             typer.echo(f"  [{done}/{todo}] {cell.method} {cell.dataset} seed {cell.seed}: {state}",
                        err=True)
 
+    rerun_names = method_names if (rerun or "").strip() == "all" else _split(rerun)
     trajs, failures, reused = run_grid(settings, method_names, chosen, list(range(seeds)), out,
-                                       jobs=jobs, progress=progress)
+                                       jobs=jobs, progress=progress, rerun=rerun_names)
     elapsed = time.perf_counter() - t0
     command = "hubtune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     fail_docs = [{"method": f.cell.method, "dataset": f.cell.dataset, "seed": f.cell.seed,
                   "error": f.error} for f in failures]
-    (out / "results.json").write_text(json.dumps(
-        results_document(trajs, settings.to_dict(), command, fail_docs)))
+    doc = results_document(trajs, settings.to_dict(), command, fail_docs)
+    doc["code_version"] = _code_version()
+    (out / "results.json").write_text(json.dumps(doc))
     if trajs:
         summary = summarize(trajs, budget_s)
         (out / "summary.json").write_text(json.dumps(summary))
         preamble = [
             f"Command: `{command}`",
+            "",
+            f"Code: {doc['code_version']}.",
             "",
             f"Settings: resume overhead {resume_overhead:g} s, start overhead {start_overhead:g} s, "
             f"{workers} simulated worker(s), meta-training "
