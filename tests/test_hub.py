@@ -200,3 +200,25 @@ def test_argument_errors():
         create_model("test_resnet", num_classes=2, pretrained=False, weights_path="x.pth")
     with pytest.raises(HubError, match="meta"):
         create_model("test_resnet", num_classes=2, pretrained=True, device="meta")
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_hub_list():
+    import json
+
+    from typer.testing import CliRunner
+
+    from hubtune.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["hub", "list", "--hub", "offline", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["name"] for r in rows] == list_models("offline")
+    table = runner.invoke(app, ["hub", "list", "--hub", "quicktune"])
+    assert table.exit_code == 0 and "volo_d5_512" in table.output and "24 models" in table.output
+    bad = runner.invoke(app, ["hub", "list", "--hub", "offlne"])
+    assert bad.exit_code == 2 and "unknown hub 'offlne'" in bad.output
+    assert "Traceback" not in bad.output
