@@ -105,6 +105,7 @@ class SearchLoop:
         on_event: EventHook | None = None,
         after_result: Callable[[StepResult, Incumbent], None] | None = None,
         max_steps: int | None = None,
+        max_consecutive_failures: int = 10,
     ) -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -115,14 +116,22 @@ class SearchLoop:
         self.on_event = on_event or (lambda _e, _p: None)
         self.after_result = after_result
         self.max_steps = max_steps
+        self.max_consecutive_failures = max_consecutive_failures
         self.journal = Journal(self.out / "journal.jsonl")
         self.incumbent = Incumbent()
         self.results: list[StepResult] = []
         self._pending: dict[str, Step] = {}
         self._prior_elapsed = 0.0
         self._t0 = time.monotonic()
+        self._clock_fixed = False
 
     # ------------------------------------------------------------- clock
+    def start_clock(self, t0: float) -> None:
+        """Count this session's time from ``t0`` (a ``time.monotonic()`` value), e.g.
+        to charge data loading and setup that happened before :meth:`run`."""
+        self._t0 = t0
+        self._clock_fixed = True
+
     def elapsed(self) -> float:
         """Seconds of budget used so far (earlier sessions included)."""
         return self._prior_elapsed + (time.monotonic() - self._t0)
@@ -187,11 +196,20 @@ class SearchLoop:
         result = self.evaluator.advance(step)
         self._finish(result)
 
+    def _consecutive_failures(self) -> int:
+        n = 0
+        for res in reversed(self.results):
+            if res.status != "failed":
+                break
+            n += 1
+        return n
+
     def run(self) -> LoopOutcome:
         """Run (or resume) the search until the budget or the candidates are spent."""
         resumed = self.journal.path.exists()
         redo = self._restore() if resumed else []
-        self._t0 = time.monotonic()
+        if not self._clock_fixed:
+            self._t0 = time.monotonic()
         self.journal.append("start", settings=self.settings, resumed=resumed)
         self.on_event("start", {"resumed": resumed, "redo": len(redo),
                                 "elapsed": self.elapsed(), "budget": self.budget})
@@ -202,6 +220,11 @@ class SearchLoop:
             steps += 1
         why = "budget"
         while True:
+            failing = self._consecutive_failures()
+            if failing >= self.max_consecutive_failures:
+                last = self.results[-1]
+                why = f"{failing} candidates failed in a row (last: {last.reason})"
+                break
             if self.max_steps is not None and steps >= self.max_steps:
                 why = "max_steps"
                 break

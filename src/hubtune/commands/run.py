@@ -1,0 +1,123 @@
+"""``hubtune run``, ``hubtune predict`` and ``hubtune report``: the end-to-end search and its outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``predict`` and ``report`` to ``app``."""
+
+    @app.command("run")
+    def run(
+        data: str = typer.Argument(..., help="ImageFolder path, or a built-in dataset: "
+                                   "fashion-mnist, animal-mnist, digits (optionally NAME:N for N images)."),
+        budget: str = typer.Option("30m", help="Total time budget: '600', '30m', '2h'. Covers "
+                                   "training, evaluation, checkpoint I/O and the optimizer."),
+        out: Path = typer.Option(..., help="Run folder; running again on it resumes the search."),
+        models: str | None = typer.Option(None, help="Comma-separated hub model names."),
+        hub: str = typer.Option("offline", help="Model hub when --models is not given: offline, "
+                                "quicktune, test, or a timm name pattern ('convnext_*')."),
+        space: Path | None = typer.Option(None, help="Search-space JSON (fixed values, choices)."),
+        max_epochs: int = typer.Option(10, help="Epochs a candidate may reach (schedules span them)."),
+        seed: int = typer.Option(0, help="Seed of the search, the data split and every trial."),
+        device: str = typer.Option("cpu", help="cpu or cuda."),
+        image_size: int | None = typer.Option(None, help="Training resolution (default 64 on CPU, "
+                                              "the models' own on CUDA)."),
+        subset: int | None = typer.Option(None, help="Use a stratified subset of N training images."),
+        optimizer: str = typer.Option("quicktune", help="Search method (see 'hubtune bench --list-methods')."),
+        quota: str = typer.Option("10GB", help="Disk quota for paused candidates' checkpoints."),
+        final_epochs: int = typer.Option(0, help="Continue the selected model this many more "
+                                         "epochs (up to --max-epochs) before export."),
+        threads: int | None = typer.Option(None, help="torch CPU threads."),
+        pretrained: bool = typer.Option(True, help="Start from pretrained weights "
+                                        "(--no-pretrained: random init, e.g. timm test models)."),
+        log: str | None = typer.Option(None, help="Output: live (terminal panel), plain, json, quiet."),
+    ) -> None:
+        """Search which model to finetune and how, within a time budget; export the best model."""
+        from hubtune.bench.budget import DurationError
+        from hubtune.data import DataError
+        from hubtune.hub import HubError
+        from hubtune.optim.registry import UnknownMethodError
+        from hubtune.space import ConfigError
+        from hubtune.tuner.display import SearchDisplay
+        from hubtune.tuner.hubtuner import HubTuner, RunError
+        from hubtune.tuner.store import QuotaError
+
+        if log not in (None, "live", "plain", "json", "quiet"):
+            _fail(f"--log must be live, plain, json or quiet, got {log!r}")
+        display = SearchDisplay(log)  # type: ignore[arg-type]
+        try:
+            space_dict = None
+            if space is not None:
+                try:
+                    space_dict = json.loads(space.read_text())
+                except FileNotFoundError:
+                    _fail(f"search-space file not found: {space}")
+                except json.JSONDecodeError as exc:
+                    _fail(f"search-space file {space} is not valid JSON: {exc}")
+            tuner = HubTuner(
+                budget=budget, out=out, hub=hub,
+                models=[m for m in models.split(",") if m] if models else None,
+                space=space_dict, max_epochs=max_epochs, seed=seed, device=device,
+                image_size=image_size, subset=subset, optimizer=optimizer, quota=quota,
+                final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
+                on_event=display,
+            )
+            result = tuner.fit(data)
+        except (DataError, HubError, ConfigError, RunError, DurationError, QuotaError,
+                UnknownMethodError) as exc:
+            display.close()
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            display.close()
+            typer.secho(f"interrupted; run the same command again to resume from {out}",
+                        fg="yellow", err=True)
+            raise typer.Exit(130) from None
+        if display.mode != "json":
+            typer.echo(result.summary())
+            typer.echo(f"report: {out / 'report.html'}")
+        else:
+            typer.echo(json.dumps({"event": "result", "best_dir": str(result.best_dir),
+                                   "model": result.model, "val": result.val_score,
+                                   "test": result.test_score, "elapsed": result.elapsed}))
+
+    @app.command("predict")
+    def predict(
+        run_dir: Path = typer.Argument(..., help="A run folder (uses its best/) or a best/ folder."),
+        images: list[Path] = typer.Argument(..., help="Image files to classify."),
+        top: int = typer.Option(1, help="Show the top-k classes."),
+        device: str = typer.Option("cpu", help="cpu or cuda."),
+    ) -> None:
+        """Classify images with a run's exported model."""
+        from hubtune.hub import HubError
+        from hubtune.tuner.export import ExportError, Predictor
+
+        best = run_dir / "best" if (run_dir / "best").is_dir() else run_dir
+        try:
+            predictor = Predictor(best, device=device)
+            preds = predictor.predict(list(images), top_k=top)
+        except (ExportError, HubError) as exc:
+            _fail(str(exc))
+        for p in preds:
+            extra = ", ".join(f"{lbl} {prob:.3f}" for lbl, prob in p.top[1:])
+            typer.echo(f"{p.path}\t{p.label}\t{p.probability:.3f}" + (f"\t({extra})" if extra else ""))
+
+    @app.command("report")
+    def report(run_dir: Path = typer.Argument(..., help="A run folder.")) -> None:
+        """(Re)build a run's leaderboard.csv, plots and report.html from its journal."""
+        from hubtune.tuner.report import build_report
+
+        try:
+            path = build_report(run_dir)
+        except FileNotFoundError as exc:
+            _fail(str(exc))
+        typer.echo(str(path))

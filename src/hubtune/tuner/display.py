@@ -1,0 +1,147 @@
+"""Progress output of a search: a live rich panel, plain lines, JSON lines, or nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import Any, Literal
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+Mode = Literal["live", "plain", "json", "quiet"]
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}%"
+
+
+def _config_summary(cfg: Any) -> str:
+    return (f"{cfg.opt} lr={cfg.lr:g} bs={cfg.batch_size} wd={cfg.weight_decay:g} "
+            f"freeze={cfg.pct_to_freeze:g} {cfg.sched}"
+            + (f" aug={cfg.data_augmentation}" if cfg.data_augmentation != "none" else ""))
+
+
+class SearchDisplay:
+    """Callback for :class:`~hubtune.tuner.hubtuner.HubTuner`'s ``on_event``.
+
+    ``live``: a panel with budget used/left, the current step, the incumbent and
+    one line per finished step (default on a terminal). ``plain``: one line per
+    event (default when output is not a terminal). ``json``: one JSON object per
+    event on stdout, for scripts. ``quiet``: nothing.
+    """
+
+    def __init__(self, mode: Mode | None = None, console: Console | None = None) -> None:
+        self.console = console or Console()
+        if mode is None:
+            mode = "live" if self.console.is_terminal else "plain"
+        self.mode = mode
+        self.lines: list[str] = []
+        self.current = "starting"
+        self.elapsed = 0.0
+        self.budget = 0.0
+        self.incumbent: tuple[float, str | None, str | None] = (-math.inf, None, None)
+        self.steps = 0
+        self._live: Live | None = None
+        self._step_started = time.monotonic()
+
+    # -------------------------------------------------------------- render
+    def _panel(self) -> Panel:
+        used = self.elapsed + (time.monotonic() - self._step_started if self._live else 0.0)
+        used = min(used, self.budget) if self.budget else used
+        head = Table.grid(padding=(0, 2))
+        head.add_row("budget", f"{used:.0f}s used / {max(self.budget - used, 0):.0f}s left "
+                     f"of {self.budget:.0f}s")
+        score, model, trial = self.incumbent
+        head.add_row("incumbent", f"{_pct(score)}  {model or '-'}  ({trial or '-'})")
+        head.add_row("steps done", str(self.steps))
+        head.add_row("now", self.current)
+        tail = "\n".join(self.lines[-12:])
+        return Panel(Group(head, tail), title="hubtune search", expand=False)
+
+    def _emit(self, line: str) -> None:
+        self.lines.append(line)
+        if self.mode == "plain":
+            self.console.print(line, highlight=False)
+
+    # --------------------------------------------------------------- events
+    def __call__(self, event: str, payload: dict[str, Any]) -> None:
+        if self.mode == "quiet":
+            return
+        if self.mode == "json":
+            self._json(event, payload)
+            return
+        self.elapsed = float(payload.get("elapsed", self.elapsed))
+        self.budget = float(payload.get("budget", self.budget) or self.budget)
+        if event == "start":
+            if payload.get("resumed"):
+                self._emit(f"resuming: {self.elapsed:.0f}s of the budget already used, "
+                           f"{payload.get('redo', 0)} interrupted step(s) to redo")
+            if self.mode == "live" and self._live is None:
+                self._live = Live(self._panel(), console=self.console, refresh_per_second=2,
+                                  get_renderable=self._panel)
+                self._live.start()
+        elif event == "step":
+            step = payload["step"]
+            self._step_started = time.monotonic()
+            info = step.info or {}
+            pred = ""
+            if isinstance(info.get("predicted_mean"), (int, float)):
+                pred = (f" (pred {_pct(info['predicted_mean'])}"
+                        f" ± {_pct(info.get('predicted_std'))}")
+                if isinstance(info.get("predicted_seconds"), (int, float)):
+                    pred += f", ~{info['predicted_seconds']:.0f}s"
+                pred += ")"
+            self.current = (f"{step.trial_id}: {step.config.model} -> epoch {step.to_epoch}"
+                            f"{pred}\n      {_config_summary(step.config)}")
+            if self.mode == "plain":
+                self.console.print(f"[{self.elapsed:6.0f}s] step   {self.current.splitlines()[0]}",
+                                   highlight=False)
+        elif event == "result":
+            res, inc = payload["result"], payload["incumbent"]
+            self.steps += 1
+            self.incumbent = (inc.score, (inc.config or {}).get("model"), inc.trial_id)
+            last = res.records[-1] if res.records else None
+            mark = " *new best*" if payload.get("improved") else ""
+            status = "" if res.status in ("ok", "ended") else f" [{res.status}: {res.reason}]"
+            self._emit(
+                f"[{self.elapsed:6.0f}s] {res.trial_id} {res.step.config.model:<22} "
+                f"epoch {last.epoch if last else '-':>3}  val {_pct(last.score if last else None):>7}"
+                f"  {res.seconds:6.1f}s{status}{mark}"
+            )
+        elif event == "final":
+            self._emit(f"continuing the incumbent {payload['trial_id']} to epoch "
+                       f"{payload['to_epoch']} (--final-epochs)")
+        elif event == "end":
+            self._emit(f"search ended ({payload['why']}) after {self.elapsed:.0f}s "
+                       f"of {self.budget:.0f}s")
+            self.close()
+
+    def close(self) -> None:
+        """Stop the live panel (prints its last state)."""
+        if self._live is not None:
+            self._live.update(self._panel())
+            self._live.stop()
+            self._live = None
+
+    def _json(self, event: str, payload: dict[str, Any]) -> None:
+        out: dict[str, Any] = {"event": event}
+        for k, v in payload.items():
+            if k == "step":
+                out["step"] = {"trial_id": v.trial_id, "model": v.config.model,
+                               "to_epoch": v.to_epoch, "info": v.info}
+            elif k == "result":
+                out["result"] = {"trial_id": v.trial_id, "status": v.status, "reason": v.reason,
+                                 "seconds": v.seconds,
+                                 "records": [r.to_dict() for r in v.records]}
+            elif k == "incumbent":
+                out["incumbent"] = {"score": v.score if math.isfinite(v.score) else None,
+                                    "trial_id": v.trial_id}
+            else:
+                out[k] = v
+        sys.stdout.write(json.dumps(out, default=str) + "\n")
+        sys.stdout.flush()

