@@ -179,6 +179,28 @@ def test_runner_charges_optimizer_time(scripted):
     assert traj.overhead.clock == "wall"
 
 
+def test_offline_prepare_is_not_charged_but_building_is():
+    runs = make_runs()
+    prepared = []
+
+    def prepare(ctx):
+        time.sleep(0.3)
+        prepared.append(ctx.dataset)
+
+    def build(ctx):
+        time.sleep(0.05)
+        return Scripted(ctx, [("a", 1)])
+
+    register_method("prepared_method", build, prepare=prepare)
+    try:
+        traj = run_one("prepared_method", runs, seed=0, budget_seconds=1000,
+                       overhead_clock="wall")
+    finally:
+        unregister_method("prepared_method")
+    assert prepared == ["toy"]
+    assert 100.05 <= traj.times[0] < 100.25
+
+
 def test_runner_async_workers_run_steps_concurrently(scripted):
     runs = make_runs()
     serial = run_one(scripted([("c", 1), ("a", 1)]), runs, seed=0, budget_seconds=1000,

@@ -64,6 +64,10 @@ class MethodSpec:
             (its decision time is then measured in wall-clock seconds).
         description: one line shown by ``hubtune bench --list-methods``.
         options: keyword arguments bound to the factory.
+        prepare: optional offline preparation ``prepare(ctx, **options)`` (or its
+            ``"module:attribute"`` path), e.g. meta-training and caching a
+            per-fold surrogate. The benchmark runs it before the simulated clock
+            starts; the factory, which is charged, should then only load the result.
     """
 
     name: str
@@ -73,12 +77,21 @@ class MethodSpec:
     subprocess: bool = False
     description: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    prepare: FactoryRef | None = None
 
     def load(self) -> Callable[..., Any]:
         """Import (if lazy) and return the factory callable."""
-        if callable(self.factory):
-            return self.factory
-        module_name, _, attr = self.factory.partition(":")
+        return self._resolve(self.factory)
+
+    def run_prepare(self, ctx: TaskContext) -> None:
+        """Run the method's offline preparation for ``ctx`` (no-op without one)."""
+        if self.prepare is not None:
+            self._resolve(self.prepare)(ctx, **dict(self.options))
+
+    def _resolve(self, ref: FactoryRef) -> Callable[..., Any]:
+        if callable(ref):
+            return ref
+        module_name, _, attr = ref.partition(":")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -120,11 +133,12 @@ def register_method(
     description: str = "",
     options: Mapping[str, Any] | None = None,
     replace: bool = False,
+    prepare: FactoryRef | None = None,
 ) -> MethodSpec:
     """Register ``factory`` under ``name`` and return its :class:`MethodSpec`.
 
     ``factory`` is a callable ``make(ctx, **options) -> Optimizer`` or a lazy
-    import path ``"module:attribute"``. Registering a taken name raises
+    import path ``"module:attribute"``; so is ``prepare`` (see :class:`MethodSpec`). Registering a taken name raises
     :class:`MethodRegistrationError` unless ``replace=True``.
     """
     if not isinstance(name, str) or not name or any(c in name for c in " ,/\\:"):
@@ -132,16 +146,19 @@ def register_method(
             f"invalid method name {name!r}: use a non-empty name without spaces, commas, "
             f"slashes or colons"
         )
-    if isinstance(factory, str):
-        module_name, sep, attr = factory.partition(":")
-        if not sep or not module_name or not attr:
+    for what, ref in (("factory", factory), ("prepare", prepare)):
+        if ref is None and what == "prepare":
+            continue
+        if isinstance(ref, str):
+            module_name, sep, attr = ref.partition(":")
+            if not sep or not module_name or not attr:
+                raise MethodRegistrationError(
+                    f"method {name!r}: {what} path {ref!r} must look like 'module:attribute'"
+                )
+        elif not callable(ref):
             raise MethodRegistrationError(
-                f"method {name!r}: factory path {factory!r} must look like 'module:attribute'"
+                f"method {name!r}: {what} must be callable or a 'module:attribute' path"
             )
-    elif not callable(factory):
-        raise MethodRegistrationError(
-            f"method {name!r}: factory must be callable or a 'module:attribute' path"
-        )
     if name in _REGISTRY and not replace:
         raise MethodRegistrationError(f"method {name!r} is already registered")
     spec = MethodSpec(
@@ -152,6 +169,7 @@ def register_method(
         subprocess=subprocess,
         description=description,
         options=dict(options or {}),
+        prepare=prepare,
     )
     _REGISTRY[name] = spec
     return spec
