@@ -25,14 +25,22 @@ def version() -> None:
 def _register_commands() -> None:
     # Each command module adds its own command(s) to the app.
     from hubtune.commands import bench as bench_cmd
+    from hubtune.commands import demo as demo_cmd
+    from hubtune.commands import finetune as finetune_cmd
     from hubtune.commands import hub as hub_cmd
     from hubtune.commands import metadata as metadata_cmd
+    from hubtune.commands import metatrain as metatrain_cmd
+    from hubtune.commands import run as run_cmd
     from hubtune.commands import space as space_cmd
 
+    run_cmd.register(app)
     space_cmd.register(app)
     bench_cmd.register(app)
     metadata_cmd.register(app)
+    finetune_cmd.register(app)
+    demo_cmd.register(app)
     hub_cmd.register(app)
+    metatrain_cmd.register(app)
 
 
 _register_commands()
@@ -41,3 +49,7 @@ _register_commands()
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()
