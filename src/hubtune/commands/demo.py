@@ -69,6 +69,6 @@ def register(app: typer.Typer) -> None:
         a, b = 100 * pre["test"]["top1"], 100 * scratch["test"]["top1"]
         secs = pre["seconds"] + scratch["seconds"]
         console.print(
-            f"[bold]test top-1 after {epochs} epochs: pretrained {a:.2f}% vs from scratch "
+            f"[bold]test top-1 after {epochs} epoch{'s' if epochs != 1 else ''}: pretrained {a:.2f}% vs from scratch "
             f"{b:.2f}% ({a - b:+.2f} points; {secs:.0f}s of training in total)[/bold]"
         )

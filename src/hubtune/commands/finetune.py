@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -28,23 +29,25 @@ class CommandError(ValueError):
 
 
 def epoch_table(title: str, records: list[EpochRecord]) -> Table:
-    """A rich table of per-epoch records."""
-    table = Table(title=title, title_justify="left")
-    for col in ("epoch", "val top-1", "val top-5", "train loss", "val loss", "lr", "train s", "eval s", "ckpt s", "note"):
+    """A rich table of per-epoch records (accuracies in %, times in seconds)."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    cols = ["epoch", "top-1", "top-5", "loss", "val loss", "lr", "train s", "eval s", "ckpt s"]
+    notes = any(r.note for r in records)
+    for col in cols + (["note"] if notes else []):
         table.add_column(col, justify="left" if col == "note" else "right")
     for r in records:
-        table.add_row(
+        row = [
             str(r.epoch),
-            f"{100 * r.score:.2f}%",
-            "-" if r.top5 is None else f"{100 * r.top5:.2f}%",
-            "-" if r.train_loss is None else f"{r.train_loss:.4f}",
-            "-" if r.val_loss is None else f"{r.val_loss:.4f}",
-            "-" if r.lr is None else f"{r.lr:.3g}",
+            f"{100 * r.score:.2f}",
+            "-" if r.top5 is None else f"{100 * r.top5:.2f}",
+            "-" if r.train_loss is None else f"{r.train_loss:.3f}",
+            "-" if r.val_loss is None else f"{r.val_loss:.3f}",
+            "-" if r.lr is None else f"{r.lr:.1e}",
             f"{r.train_seconds:.1f}",
             f"{r.eval_seconds:.1f}",
             f"{r.checkpoint_seconds:.2f}",
-            r.note or "",
-        )
+        ]
+        table.add_row(*row, *([r.note or ""] if notes else []))
     return table
 
 
@@ -175,7 +178,7 @@ def run_finetune(
         on_epoch=print_row_printer(console),
     )
     records = read_records(workdir)
-    console.print(epoch_table(f"{config.model} — {'pretrained' if pretrained else 'from scratch'}", records))
+    console.print(epoch_table(f"{config.model} — {'pretrained' if pretrained else 'from scratch'} (accuracy in %)", records))
     summary: dict[str, Any] = {
         "status": result.status, "reason": result.reason, "epoch": result.epoch,
         "records": records, "workdir": str(workdir), "seconds": time.perf_counter() - t0,
