@@ -65,28 +65,18 @@ def save_checkpoint(workdir: Path, tensors: dict[str, torch.Tensor], state: dict
     start = time.perf_counter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    previous = _current_tensor_file(workdir)
     name = f"tensors-{int(state.get('epoch', 0)):04d}-{uuid.uuid4().hex[:8]}.safetensors"
     data = _writable(tensors)
     _fsync_write(workdir / name, lambda p: save_file(data, str(p)))
     payload = dict(state, format_version=FORMAT_VERSION, tensors=name)
     text = json.dumps(payload, indent=1, sort_keys=True)
     _fsync_write(workdir / CHECKPOINT_JSON, lambda p: p.write_text(text))
-    _remove_stale(workdir, keep=name, also=previous)
+    _remove_stale(workdir, keep=name)
     return time.perf_counter() - start
 
 
-def _current_tensor_file(workdir: Path) -> str | None:
-    path = workdir / CHECKPOINT_JSON
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text()).get("tensors")
-    except (json.JSONDecodeError, OSError):
-        return None
-
-
-def _remove_stale(workdir: Path, keep: str, also: str | None = None) -> None:
+def _remove_stale(workdir: Path, keep: str) -> None:
+    """Delete tensor files other than ``keep`` and leftover temp files."""
     for p in workdir.glob("tensors-*.safetensors*"):
         if p.name != keep:
             p.unlink(missing_ok=True)
