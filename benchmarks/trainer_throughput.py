@@ -107,6 +107,19 @@ def main(argv: list[str] | None = None) -> None:
         r = statistics.median(resume_costs)
         print(f"pause/resume (restore + save): {r:.3f}s = {100 * r / o:.1f}% of one epoch (target < 10%)")
 
+    # Data path alone (same thread): how much of an epoch goes to making batches.
+    from hubtune.finetune.batches import BatchPipeline
+
+    for aug in ("none", "trivial_augment", "random_augment", "auto_augment"):
+        pipe = BatchPipeline(cfg.replace(data_augmentation=aug), tuple(mean.tolist()),
+                             tuple(std.tolist()), ds.num_classes, args.size, torch.device("cpu"),
+                             channels_last=True)  # fmt: skip
+        t0 = time.perf_counter()
+        for _ in pipe.train_batches(ds.train.images, ds.train.labels, torch.Generator().manual_seed(0)):
+            pass
+        d = time.perf_counter() - t0
+        print(f"data path, augmentation {aug:15s}: {d:.3f}s per epoch = {100 * d / o:.1f}% of a training epoch")
+
 
 if __name__ == "__main__":
     main()
