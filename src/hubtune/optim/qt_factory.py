@@ -49,23 +49,51 @@ def _untrained_like(trained: Surrogate, seed: int) -> Surrogate:
     """Same features and cost model, network and GP hyperparameters at their initial values."""
     torch.manual_seed(seed)
     fresh = Surrogate(FeatureBuilder.from_dict(trained.features.to_dict()), trained.cost,
-                      hidden=trained.hidden, emb=trained.emb, record={"untrained": True})
+                      hidden=trained.hidden, emb=trained.emb, record={"untrained": True},
+                      residual_mean=trained.residual_mean)
     fresh.likelihood.noise = 1e-3
     fresh.gp.covar.outputscale = 0.05
     fresh.gp.eval()
     return fresh
 
 
-def make_quicktune(ctx: TaskContext, variant: str = "full", **overrides: Any) -> QuickTune:
-    """Build Quick-Tune (or one of its ablations) for the task in ``ctx``."""
+def _metatrain_settings(variant: str, metatrain_overrides: dict[str, Any] | None) -> MetaTrainSettings:
+    mt = MetaTrainSettings(**(metatrain_overrides or {}))
+    if variant == "onehot":
+        mt.model_encoding = "onehot"
+    return mt
+
+
+def _surrogate(ctx: TaskContext, variant: str, metatrain_overrides: dict[str, Any] | None) -> Surrogate:
+    if ctx.train_metadata is None:
+        return load_default_surrogate()
+    return surrogate_for(ctx.train_metadata, descriptor_lookup(ctx), seed=0,
+                         settings=_metatrain_settings(variant, metatrain_overrides))
+
+
+def prepare_quicktune(
+    ctx: TaskContext, variant: str = "full", metatrain_overrides: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """Offline step: meta-train (and cache) the surrogate for ``ctx``'s meta-training data."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown Quick-Tune variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    _surrogate(ctx, variant, metatrain_overrides)
+
+
+def make_quicktune(
+    ctx: TaskContext, variant: str = "full", metatrain_overrides: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> QuickTune:
+    """Build Quick-Tune (or one of its ablations) for the task in ``ctx``.
+
+    ``overrides`` set :class:`QuickTuneSettings` fields; ``metatrain_overrides``
+    set :class:`MetaTrainSettings` fields of the per-fold surrogate.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown Quick-Tune variant {variant!r}; choose from {', '.join(VARIANTS)}")
     describe = descriptor_lookup(ctx)
-    mt = MetaTrainSettings(model_encoding="onehot" if variant == "onehot" else "descriptor")
-    if ctx.train_metadata is not None:
-        surrogate = surrogate_for(ctx.train_metadata, describe, seed=0, settings=mt)
-    else:
-        surrogate = load_default_surrogate()
+    surrogate = _surrogate(ctx, variant, metatrain_overrides)
     if variant == "no_meta":
         surrogate = _untrained_like(surrogate, ctx.seed)
     settings = QuickTuneSettings(**overrides)

@@ -74,6 +74,7 @@ class QuickTuneSettings:
 
     Attributes:
         horizons: step lengths (epochs ahead) considered for each candidate.
+        growth: a step from epoch ``n`` adds at most ``max(1, growth * n)`` epochs.
         cost_power: acquisition = EI / cost**cost_power (0: cost-unaware).
         blackbox: only full runs to ``max_epochs`` (no freeze-thaw).
         max_observations: most observed epochs the GP conditions on (the most
@@ -84,6 +85,7 @@ class QuickTuneSettings:
     """
 
     horizons: tuple[int, ...] = (1, 2, 4, 8, 16)
+    growth: float = 1.0
     cost_power: float = 1.0
     blackbox: bool = False
     max_observations: int = 500
@@ -266,7 +268,11 @@ class QuickTune:
                     continue
                 ks = [self.max_epochs]
             else:
-                ks = sorted({min(k, self.max_epochs - n) for k in self.settings.horizons})
+                # a step may at most multiply the trial's epochs by (1 + growth): a
+                # never-started config is probed for one epoch first, so a bad one
+                # is dropped cheaply (the option to stop that a long blind step loses)
+                cap = max(1, int(self.settings.growth * n))
+                ks = sorted({min(k, cap, self.max_epochs - n) for k in self.settings.horizons})
             for k in ks:
                 e = n + k
                 q_trial.append(i)

@@ -238,20 +238,26 @@ def _register_builtins() -> None:
         ("best_on_average", "hubtune.optim.baselines:make_best_on_average", True, True,
          "configs ranked by mean normalized final score on the meta-training datasets, "
          "trained to the end in that order"),
-        ("quicktune", "hubtune.optim.qt_factory:make_quicktune", True, True,
-         "Quick-Tune: meta-learned deep-kernel GP over config, model descriptors, curve and "
-         "budget; EI per predicted second over several step lengths (freeze-thaw)"),
-        ("qt_no_meta", "hubtune.optim.qt_factory:make_qt_no_meta", True, True,
-         "Quick-Tune ablation: surrogate not meta-trained"),
-        ("qt_no_cost", "hubtune.optim.qt_factory:make_qt_no_cost", True, True,
-         "Quick-Tune ablation: EI without dividing by predicted cost"),
-        ("qt_blackbox", "hubtune.optim.qt_factory:make_qt_blackbox", True, True,
-         "Quick-Tune ablation: full curves only (no freeze-thaw)"),
-        ("qt_onehot", "hubtune.optim.qt_factory:make_qt_onehot", True, True,
-         "Quick-Tune ablation: model one-hot instead of hub descriptor features"),
     ]
     for name, path, needs_md, is_async, desc in builtin:
         register_method(
             name, path, needs_metadata=needs_md, supports_async=is_async, description=desc,
             replace=True,
+        )
+    # Quick-Tune and its ablations: one factory, per-fold surrogate meta-trained in `prepare`.
+    quicktune = [
+        ("quicktune", "full",
+         "Quick-Tune: meta-learned deep-kernel GP over config, model descriptors, curve and "
+         "budget; EI per predicted second over several step lengths (freeze-thaw)"),
+        ("qt_no_meta", "no_meta", "Quick-Tune ablation: surrogate not meta-trained"),
+        ("qt_no_cost", "no_cost", "Quick-Tune ablation: EI without dividing by predicted cost"),
+        ("qt_blackbox", "blackbox", "Quick-Tune ablation: full curves only (no freeze-thaw)"),
+        ("qt_onehot", "onehot",
+         "Quick-Tune ablation: model one-hot instead of hub descriptor features"),
+    ]
+    for name, variant, desc in quicktune:
+        register_method(
+            name, "hubtune.optim.qt_factory:make_quicktune", needs_metadata=True,
+            supports_async=True, description=desc, options={"variant": variant},
+            prepare="hubtune.optim.qt_factory:prepare_quicktune", replace=True,
         )

@@ -25,7 +25,7 @@ from hubtune.surrogate.model import Surrogate, SurrogateError
 DEFAULT_SURROGATE_DIR = Path(__file__).resolve().parents[1] / "assets" / "surrogate"
 """The shipped default surrogate (meta-trained on all 20 quicktune-extended datasets)."""
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _MEMO: dict[str, Surrogate] = {}
 _LOCK = threading.Lock()
 
@@ -51,10 +51,26 @@ def load_default_surrogate(path: str | Path | None = None) -> Surrogate:
         return _MEMO[key]
 
 
-def fold_key(metadata: Any, seed: int, settings: MetaTrainSettings) -> str:
-    """Cache key of meta-training on ``metadata`` (dataset names + run counts + seed + settings)."""
+def fold_key(
+    metadata: Any,
+    seed: int,
+    settings: MetaTrainSettings,
+    describe: Callable[[str], ModelDescriptor | None] | None = None,
+) -> str:
+    """Cache key of meta-training on ``metadata``.
+
+    Made of the dataset names and run counts, the seed, the settings and the
+    descriptor features of the models (a hub update retrains).
+    """
+    models = sorted({c.model for n in metadata.datasets for c in metadata[n].configs})
+    feats = {}
+    if describe is not None:
+        for m in models:
+            d = describe(m)
+            feats[m] = [round(v, 6) for v in d.feature_vector()] if d is not None else None
     sig = {
         "version": CACHE_VERSION,
+        "descriptors": feats,
         "datasets": {n: len(metadata[n].configs) for n in sorted(metadata.datasets)},
         "seed": seed,
         "settings": asdict(settings),
@@ -71,7 +87,7 @@ def surrogate_for(
 ) -> Surrogate:
     """A surrogate meta-trained on exactly ``metadata`` (cached on disk and in memory)."""
     s = settings or MetaTrainSettings()
-    key = fold_key(metadata, seed, s)
+    key = fold_key(metadata, seed, s, describe)
     with _LOCK:
         if key in _MEMO:
             return _MEMO[key]

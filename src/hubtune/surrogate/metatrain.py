@@ -53,6 +53,12 @@ class MetaTrainSettings:
     val_datasets: int = 2
     eval_every: int = 100
     model_encoding: str = "descriptor"
+    residual_mean: bool = False
+    """Prior mean = last observed score + the network's correction."""
+    mean_loss_weight: float = 0.0
+    """Weight of an auxiliary squared error of the prior-mean head (keeps the zero-shot
+    mean sharp: with the marginal likelihood alone the kernel absorbs what the mean
+    should predict, e.g. that the next epoch scores about what the last one did)."""
 
 
 @dataclass
@@ -132,7 +138,9 @@ def metatrain(
     descriptors = {m: describe(m) for m in models}
     fb = FeatureBuilder(model_encoding=s.model_encoding, models=models)
     desc_rows = np.array([d.feature_vector() for d in descriptors.values() if d is not None] or [[0.0] * 5])
-    meta_rows = np.array([runs[n].meta_features.vector() for n in names])
+    meta_rows = np.array(
+        [runs[n].meta_features.vector() for n in names if runs[n].meta_features is not None] or [[0.0] * 4]
+    )
     fb.fit_scalers(desc_rows, meta_rows)
 
     n_val = min(s.val_datasets, len(names) - 1)
@@ -155,7 +163,7 @@ def metatrain(
                 secs.append(float(sec))
     cost = CostModel().fit(cfgs, descriptors, metas, secs)
 
-    sur = Surrogate(fb, cost, hidden=s.hidden, emb=s.emb)
+    sur = Surrogate(fb, cost, hidden=s.hidden, emb=s.emb, residual_mean=s.residual_mean)
     gp, lik = sur.gp, sur.likelihood
     lik.noise = 1e-3
     gp.covar.outputscale = 0.05
@@ -187,6 +195,8 @@ def metatrain(
             x, y = _episode(rng, prepared[name], s)
             gp.set_train_data(x, y, strict=False)
             loss = -mll(gp(x), y)
+            if s.mean_loss_weight:
+                loss = loss + s.mean_loss_weight * torch.mean((gp.net(x)[0] - y) ** 2)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -26,11 +26,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hubtune.surrogate.cost import CostModel
-from hubtune.surrogate.features import FeatureBuilder
+from hubtune.surrogate.features import N_CURVE, FeatureBuilder
 
 WEIGHTS_FILE = "surrogate.safetensors"
 SPEC_FILE = "surrogate.json"
 FORMAT_VERSION = 1
+LAST_SCORE_COLUMN = -N_CURVE + 1
+"""Column of a feature row holding the last observed score (see ``curve_features``)."""
 
 
 class SurrogateError(RuntimeError):
@@ -40,15 +42,22 @@ class SurrogateError(RuntimeError):
 class FeatureNet(nn.Module):
     """MLP trunk with a prior-mean head and an embedding head."""
 
-    def __init__(self, in_dim: int, hidden: int = 128, emb: int = 16) -> None:
+    def __init__(self, in_dim: int, hidden: int = 128, emb: int = 16, residual_mean: bool = False) -> None:
         super().__init__()
+        self.residual_mean = residual_mean
         self.trunk = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.mean_head = nn.Linear(hidden, 1)
         self.emb_head = nn.Linear(hidden, emb)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(x)
-        return self.mean_head(h).squeeze(-1), self.emb_head(h)
+        # The prior mean is a learned correction of the last observed score (0
+        # without a prefix): "the next epoch scores about what the last did" is
+        # built in, the network learns how curves move on from there.
+        mean = self.mean_head(h).squeeze(-1)
+        if self.residual_mean:
+            mean = mean + x[:, LAST_SCORE_COLUMN]
+        return mean, self.emb_head(h)
 
 
 class DeepKernelGP(gpytorch.models.ExactGP):
@@ -78,16 +87,18 @@ class Surrogate:
         hidden: int = 128,
         emb: int = 16,
         record: dict[str, Any] | None = None,
+        residual_mean: bool = False,
     ) -> None:
         self.features = features
         self.cost = cost
         self.hidden = hidden
         self.emb = emb
+        self.residual_mean = residual_mean
         self.record = dict(record or {})
         self.likelihood = gpytorch.likelihoods.GaussianLikelihood(
             noise_constraint=gpytorch.constraints.GreaterThan(1e-5)
         )
-        self.gp = DeepKernelGP(FeatureNet(features.dim, hidden, emb), self.likelihood)
+        self.gp = DeepKernelGP(FeatureNet(features.dim, hidden, emb, residual_mean), self.likelihood)
         self.gp.eval()
         self.likelihood.eval()
 
@@ -147,7 +158,8 @@ class Surrogate:
         spec = {
             "format_version": FORMAT_VERSION,
             "architecture": {"kind": "deep-kernel-gp", "hidden": self.hidden, "emb": self.emb,
-                             "kernel": "matern52", "in_dim": self.features.dim},
+                             "kernel": "matern52", "in_dim": self.features.dim,
+                             "residual_mean": self.residual_mean},
             "features": self.features.to_dict(),
             "cost_model": self.cost.to_dict(),
             "record": self.record,
@@ -179,6 +191,7 @@ class Surrogate:
             hidden=int(arch["hidden"]),
             emb=int(arch["emb"]),
             record=spec.get("record", {}),
+            residual_mean=bool(arch.get("residual_mean", False)),
         )
         tensors = load_file(str(weights_path))
         state = {k[len("gp."):]: v for k, v in tensors.items() if k.startswith("gp.")}
