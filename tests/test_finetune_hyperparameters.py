@@ -276,3 +276,29 @@ def test_dropout_is_applied_before_the_head(ds):
     torch.manual_seed(0)
     a = forward_parts(t.model, x).pooled
     assert (a == 0).float().mean() > 0.2  # about half the pooled features dropped
+
+
+@pytest.mark.parametrize(
+    "aug",
+    [
+        {"data_augmentation": "auto_augment", "auto_augment": "v0"},
+        {"data_augmentation": "auto_augment", "auto_augment": "original"},
+        {"data_augmentation": "random_augment", "ra_num_ops": 3, "ra_magnitude": 0},
+        {"data_augmentation": "random_augment", "ra_num_ops": 2, "ra_magnitude": 17},
+        {"data_augmentation": "trivial_augment"},
+    ],
+)
+def test_every_augmentation_policy_runs_on_uint8_images(aug):
+    # Many draws: timm's v0 policy sometimes posterizes to 0 bits, which
+    # Pillow 11+ rejects unless the trainer handles it.
+    import random
+
+    from hubtune.finetune.batches import build_augmentation
+
+    op = build_augmentation(Config(model=MODEL, **aug), 32, (0.5, 0.5, 0.5))
+    random.seed(0)
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (600, 3, 32, 32), dtype=torch.uint8)
+    out = torch.stack([op(img) for img in images])
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    assert not torch.equal(out, images)

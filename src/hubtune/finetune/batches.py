@@ -65,7 +65,35 @@ def build_augmentation(
         pil_op = auto_augment_transform(str(config.auto_augment), hparams)
     else:  # pragma: no cover - Config validates
         raise ValueError(f"unknown data_augmentation {kind!r}")
+    _patch_posterize(pil_op)
     return _PilAdapter(pil_op)
+
+
+def _posterize(img, bits_to_keep: int, **_: object):
+    """timm's posterize, also for 0 bits (Pillow >= 11 rejects it; it means a black image)."""
+    from PIL import Image, ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _patch_posterize(transform: object) -> None:
+    """Point the Posterize ops of a timm AutoAugment/RandAugment at :func:`_posterize`.
+
+    timm's ``v0`` policy and RandAugment map low magnitudes to 0 bits, which
+    Pillow 11+ refuses with a ValueError; older Pillow returned a black image.
+    """
+    from timm.data import auto_augment as aa
+
+    ops = list(getattr(transform, "ops", []))
+    for sub in getattr(transform, "policy", []):
+        ops.extend(sub)
+    for op in ops:
+        if getattr(op, "aug_fn", None) is aa.posterize:
+            op.aug_fn = _posterize
 
 
 class _PilAdapter:
