@@ -131,8 +131,10 @@ def _no_weight_decay_names(model: nn.Module) -> set[str]:
 def build_param_groups(model: nn.Module, plan: ParameterPlan, config: Config) -> list[dict]:
     """Optimizer parameter groups of the non-frozen parameters.
 
-    Each group carries ``lr_scale`` (layer decay), ``weight_decay`` and
-    ``names``; the engine sets ``lr = lr_scale * schedule_lr`` every epoch.
+    Each group carries ``lr_scale`` (layer decay), ``weight_decay``, ``names``
+    and ``layer_group`` (-1 when there is no layer decay: then there are just
+    two groups, with and without weight decay); the engine sets
+    ``lr = lr_scale * schedule_lr`` every epoch.
     """
     skip = _no_weight_decay_names(model)
     groups: dict[tuple[int, bool], dict] = {}
@@ -144,6 +146,8 @@ def build_param_groups(model: nn.Module, plan: ParameterPlan, config: Config) ->
         scale = 1.0
         if config.layer_decay is not None:
             scale = config.layer_decay ** (plan.num_groups - 1 - gi)
+        else:
+            gi = -1  # one rate for all: two groups only (fewer, larger foreach kernels)
         key = (gi, no_decay)
         if key not in groups:
             groups[key] = {
