@@ -72,14 +72,14 @@ def export_trial(
     save_file(_plain_state_dict(trial.model), str(out / "model.safetensors"))
     (out / "config.json").write_text(config.to_json())
     (out / "labels.json").write_text(json.dumps(list(data.classes)))
-    dc = trial.hub.data_config
+    # Normalisation as the trial trained with it (stored in its checkpoint).
     (out / "preprocessing.json").write_text(json.dumps({
         "model": config.model,
         "architecture": trial.hub.descriptor.architecture,
         "num_classes": int(data.num_classes),
         "image_size": int(data.train.images.shape[-1]),
-        "mean": list(dc["mean"]),
-        "std": list(dc["std"]),
+        "mean": list(trial.mean),
+        "std": list(trial.std),
         "resize": RESIZE_POLICY,
         "channels": "RGB",
     }, indent=2))
