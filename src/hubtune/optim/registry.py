@@ -238,6 +238,9 @@ def _register_builtins() -> None:
         ("best_on_average", "hubtune.optim.baselines:make_best_on_average", True, True,
          "configs ranked by mean normalized final score on the meta-training datasets, "
          "trained to the end in that order"),
+        ("defaults", "hubtune.optim.defaults:make_default_configs", False, True,
+         "every model with default hyperparameters, round robin one epoch at a time "
+         "(the practitioner's baseline for hubtune run)"),
     ]
     for name, path, needs_md, is_async, desc in builtin:
         register_method(
