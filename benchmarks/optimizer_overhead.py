@@ -41,14 +41,14 @@ def main() -> None:
     runs = load_metadata(args.metadata)[args.dataset]
     sur = load_default_surrogate(args.surrogate)
     print(f"dataset {args.dataset}: {len(runs.run_ids)} candidates, torch threads {args.threads}")
-    print(f"{'observed epochs':>16} {'GP points':>10} {'mean s/decision':>16} {'max s':>8}")
+    print(f"{'observed epochs':>16} {'GP points':>10} {'mean wall s':>12} {'max wall s':>11} {'mean CPU s':>11}")
     for target in [int(x) for x in args.epochs.split(",")]:
         qt = QuickTune(sur, 50, candidates=list(zip(runs.run_ids, runs.configs, strict=True)),
                        meta_features=runs.meta_features, seed=0)
         ev = SimulatedEvaluator(runs)
         rng = np.random.default_rng(0)
         told = 0
-        order = [i for i in rng.permutation(len(runs.run_ids))]
+        order = list(rng.permutation(len(runs.run_ids)))
         pos = {}
         while told < target:
             progressed = False
@@ -65,17 +65,19 @@ def main() -> None:
                 progressed = True
             if not progressed:
                 break
-        times = []
+        times, cpu = [], []
         for _ in range(args.decisions):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             step = qt.ask()
             if step is None:
                 break
             res = ev.advance(step)
             qt.tell(res)
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         n_gp = min(told, qt.settings.max_observations)
-        print(f"{told:>16} {n_gp:>10} {statistics.mean(times):>16.3f} {max(times):>8.3f}")
+        print(f"{told:>16} {n_gp:>10} {statistics.mean(times):>12.3f} {max(times):>11.3f} "
+              f"{statistics.mean(cpu):>11.3f}")
 
 
 if __name__ == "__main__":
