@@ -7,7 +7,7 @@ demo:
 	@v=$$(scripts/setup-env.sh | tail -n 1) && $$v/bin/hubtune demo
 
 test:
-	@v=$$(scripts/setup-env.sh | tail -n 1) && $$v/bin/ruff check src tests benchmarks && $$v/bin/python -m pytest -q
+	@v=$$(scripts/setup-env.sh --with-peers | tail -n 1) && $$v/bin/ruff check src tests benchmarks && $$v/bin/python -m pytest -q
 
 lint:
 	@v=$$(scripts/setup-env.sh | tail -n 1) && $$v/bin/ruff check src tests benchmarks

