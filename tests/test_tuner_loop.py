@@ -21,6 +21,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "metadata" / "quicktun
 
 @pytest.fixture(scope="module")
 def runs():
+    if not SHARED.exists():
+        pytest.skip(f"shared meta-dataset absent: {SHARED}")
     md = load_metadata(SHARED)
     return md["MED_LF"]
 
