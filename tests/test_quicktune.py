@@ -129,3 +129,48 @@ def test_finds_a_good_config_quickly_where_random_search_does_not(tmp_path, monk
     rnd_regret = float(np.mean([t.final_regret for t in rnd]))
     assert qt.final_regret < 0.15
     assert rnd_regret > 0.25 and qt.final_regret < rnd_regret / 2
+
+
+def _replayed_result(step: Step, curve: np.ndarray, seconds: np.ndarray, start: int) -> StepResult:
+    # Recorded epochs of a real run stand in for training the proposed config.
+    end = min(step.to_epoch, int(np.isfinite(curve).sum()))
+    recs = records_from_scores(curve[start:end], seconds[start:end], start_epoch=start)
+    return StepResult(step, recs, "ok" if end == step.to_epoch else "ended", seconds=float(sum(seconds[start:end])))
+
+
+@needs_shared
+def test_search_space_mode_pool_neighbours_and_resume():
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    runs = meta()[TEST]
+    long = np.where(runs.lengths == 50)[0]
+    space = SearchSpace(["edgenext_small", "volo_d1_384"], max_batch_size=64)
+
+    def build() -> QuickTune:
+        return QuickTune(load_default_surrogate(), max_epochs=50, space=space,
+                         meta_features=runs.meta_features, seed=5,
+                         settings=None)
+
+    def drive(qt: QuickTune, n: int, where: dict[str, int]) -> list[tuple[str, int]]:
+        out = []
+        for _ in range(n):
+            step = qt.ask()
+            assert step is not None and space.contains(step.config)
+            row = long[int(step.config.key(), 16) % len(long)]
+            res = _replayed_result(step, runs.scores[row], runs.seconds[row], where.get(step.trial_id, 0))
+            where[step.trial_id] = res.last_epoch
+            qt.tell(res)
+            out.append((step.trial_id, step.to_epoch))
+        return out
+
+    a = build()
+    assert a.n_candidates == 256  # the initial pool
+    pos_a: dict[str, int] = {}
+    drive(a, 10, pos_a)
+    assert a.n_candidates > 256 + 10  # topped up and extended with one-exchange neighbours
+    state = json.loads(json.dumps(a.state_dict()))
+    b = build()
+    b.load_state_dict(state)
+    assert b.n_candidates == a.n_candidates
+    assert drive(a, 6, dict(pos_a)) == drive(b, 6, dict(pos_a))

@@ -15,9 +15,12 @@ intervals (observation noise included), and the mean absolute error.
 *Unseen models*: the surrogate is meta-trained without the test dataset AND
 without every run of the held-out models; on the test dataset it predicts,
 zero-shot, the final (epoch 50) score of the held-out models' runs; we report
-Spearman's rank correlation with their best recorded score, next to a
-surrogate that did see those models and one that describes models by a
-one-hot (which cannot know an unseen model).
+Spearman's rank correlation with their best recorded score (``*`` keys),
+over all runs of the dataset (``*_all_runs``), and between per-model mean
+predicted and true scores over all models (``*_model_rank``: are the unseen
+models placed sensibly among the known ones?), next to a surrogate that did
+see those models and one that describes models by a one-hot (which cannot
+know an unseen model).
 """
 
 from __future__ import annotations
@@ -109,10 +112,20 @@ def unseen_models(md: Any, models: Sequence[str], test: str,
         "seen_descriptor": (train, MetaTrainSettings()),
         "unseen_onehot": (_without_models(train, models), MetaTrainSettings(model_encoding="onehot")),
     }
+    all_idx = np.arange(len(runs.run_ids))
+    all_truth = np.nanmax(runs.scores, axis=1)
+    models_all = sorted({c.model for c in runs.configs})
     for name, (data, settings) in variants.items():
         sur = surrogate_for(data, describe, seed=0, settings=settings)
         x = _rows(sur, runs, idx, np.zeros(len(idx), dtype=int), np.full(len(idx), 50), describe)
         out[name] = _spearman(sur.prior_mean(x), truth)
+        # the held-out models placed among all models: per-model mean predicted vs true
+        xa = _rows(sur, runs, all_idx, np.zeros(len(all_idx), dtype=int), np.full(len(all_idx), 50), describe)
+        pred = sur.prior_mean(xa)
+        per_pred = [pred[[c.model == m for c in runs.configs]].mean() for m in models_all]
+        per_true = [all_truth[[c.model == m for c in runs.configs]].mean() for m in models_all]
+        out[name + "_model_rank"] = _spearman(np.array(per_pred), np.array(per_true))
+        out[name + "_all_runs"] = _spearman(pred, all_truth)
     return out
 
 
