@@ -125,23 +125,35 @@ def summarize(
     return out
 
 
+def _rounded(value: Any, digits: int = 6) -> Any:
+    """``value`` with floats rounded to ``digits`` significant digits (compact JSON)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
 def results_document(
     trajectories: Sequence[Trajectory], settings: dict[str, Any], command: str,
     failures: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """``results.json``: settings, command, and per method / dataset / seed the
-    trajectory (time, regret, incumbent score at every improvement) and overhead stats."""
+    trajectory (time, regret, incumbent score at every improvement) and overhead stats
+    (times rounded to ms, scores and regrets to 1e-6)."""
     methods: dict[str, dict[str, dict[str, Any]]] = {}
     for t in trajectories:
         methods.setdefault(t.method, {}).setdefault(t.dataset, {})[str(t.seed)] = {
-            "trajectory": [[ti, r, s] for ti, r, s in zip(t.times, t.regrets, t.scores,
-                                                          strict=True)],
-            "end_time": t.end_time,
+            "trajectory": [[round(ti, 3), round(r, 6), round(s, 6)]
+                           for ti, r, s in zip(t.times, t.regrets, t.scores, strict=True)],
+            "end_time": round(t.end_time, 3),
             "end_reason": t.end_reason,
             "steps": t.steps,
             "epochs": t.epochs,
             "trials": t.trials,
-            "overhead": t.overhead.to_dict(),
+            "overhead": _rounded(t.overhead.to_dict()),
         }
     return {
         "format": "hubtune-bench-results/1",
@@ -258,7 +270,7 @@ def plot_summary(summary: dict[str, Any], out_dir: Path) -> list[Path]:
     ):
         if not all(key in summary["methods"][m] for m in methods):
             continue
-        fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+        fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
         for i, m in enumerate(methods):
             est, lo, hi = (np.asarray(a) for a in summary["methods"][m][key])
             color = colors(i % 20)
@@ -273,7 +285,7 @@ def plot_summary(summary: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_ylabel(ylabel)
         ax.set_title(f"{ylabel} over time ({len(summary['datasets'])} datasets x "
                      f"{len(summary['seeds'])} seeds, 95% bootstrap CI)", fontsize=9)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.grid(alpha=0.3, which="both", lw=0.4)
         fig.tight_layout()
         path = out_dir / fname
