@@ -121,14 +121,14 @@ def test_finds_a_good_config_quickly_where_random_search_does_not(tmp_path, monk
     spec = MethodSpec("quicktune", lambda ctx: make_quicktune(ctx, metatrain_overrides={"steps": 300}),
                       needs_metadata=True)
     runs = meta()[TEST]
-    budget = 1800.0  # half an hour of simulated time on a ~19 s/epoch dataset
+    budget = 7200.0  # two hours of simulated time on a ~19 s/epoch dataset
     qt = run_one(spec, runs, seed=0, budget_seconds=budget, train_metadata=meta().only(TRAIN),
                  overhead_clock="none")
     rnd = [run_one(get_method("random"), runs, seed=s, budget_seconds=budget, overhead_clock="none")
            for s in range(5)]
     rnd_regret = float(np.mean([t.final_regret for t in rnd]))
-    assert qt.final_regret < 0.15
-    assert rnd_regret > 0.25 and qt.final_regret < rnd_regret / 2
+    assert qt.final_regret < 0.1
+    assert rnd_regret > 0.2 and qt.final_regret < rnd_regret / 2
 
 
 def _replayed_result(step: Step, curve: np.ndarray, seconds: np.ndarray, start: int) -> StepResult:

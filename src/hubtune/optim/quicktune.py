@@ -87,6 +87,11 @@ class QuickTuneSettings:
         pool_size: candidates kept in the pool on a search space.
         neighbours_every: add one-exchange neighbours of the best configs
             every this many tells (search-space mode).
+        refit_steps: if > 0, each time the number of observed epochs reaches
+            16, 32, 64, ... the network and GP hyperparameters are re-fitted to
+            this task's observations for this many marginal-likelihood steps,
+            starting from the meta-trained weights (a pure function of the
+            observations and the seed, so a replayed journal refits identically).
     """
 
     horizons: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -96,6 +101,8 @@ class QuickTuneSettings:
     max_observations: int = 500
     pool_size: int = 256
     neighbours_every: int = 8
+    refit_steps: int = 0
+    refit_lr: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -162,6 +169,8 @@ class QuickTune:
         self._journal: list[dict[str, Any]] = []
         self._overhead: dict[str, list[float]] = {"start": [], "resume": []}
         self._tells_since_neighbours = 0
+        self._base_surrogate = surrogate
+        self._next_refit = 16
         if candidates is not None:
             self._add_candidates(list(candidates))
         else:
@@ -376,6 +385,42 @@ class QuickTune:
         if self.space is not None and self._tells_since_neighbours >= self.settings.neighbours_every:
             self._tells_since_neighbours = 0
             self._add_neighbours()
+        if self.settings.refit_steps > 0:
+            n_obs = sum(t.epoch for t in self._trials)
+            if n_obs >= self._next_refit:
+                while self._next_refit <= n_obs:
+                    self._next_refit *= 2
+                self._refit(n_obs)
+
+    def _refit(self, n_obs: int) -> None:
+        """Fit a copy of the meta-trained surrogate to this task's observations."""
+        import copy
+
+        import gpytorch
+        import torch
+
+        x, y = self._observations()
+        if len(y) < 2:
+            return
+        sur = copy.deepcopy(self._base_surrogate)
+        gp, lik = sur.gp, sur.likelihood
+        xt = torch.as_tensor(x, dtype=torch.float32)
+        yt = torch.as_tensor(y, dtype=torch.float32)
+        torch.manual_seed(self.seed * 1_000_003 + n_obs)
+        gp.train()
+        lik.train()
+        gp.set_train_data(xt, yt, strict=False)
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, gp)
+        opt = torch.optim.Adam(gp.parameters(), lr=self.settings.refit_lr)
+        with gpytorch.settings.max_cholesky_size(4096):
+            for _ in range(self.settings.refit_steps):
+                opt.zero_grad()
+                loss = -mll(gp(xt), yt)
+                loss.backward()
+                opt.step()
+        gp.eval()
+        lik.eval()
+        self.surrogate = sur
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -401,6 +446,8 @@ class QuickTune:
         self._cost_prior = np.zeros(0)
         self._journal = []
         self._overhead = {"start": [], "resume": []}
+        self.surrogate = self._base_surrogate
+        self._next_refit = 16
         space, self.space = self.space, None  # no pool refill or neighbours while replaying
         self._add_candidates([(tid, Config.from_dict(c)) for tid, c in state["pool"]])
         for entry in state["journal"]:

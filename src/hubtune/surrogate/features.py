@@ -78,7 +78,9 @@ class FeatureBuilder:
 
     Args:
         encoder: the config encoder.
-        model_encoding: ``"descriptor"`` (hub descriptor features) or ``"onehot"``.
+        model_encoding: ``"descriptor"`` (hub descriptor features), ``"onehot"``, or
+            ``"both"`` (descriptor features plus a one-hot of the meta-training models;
+            an unseen model gets its descriptor and an all-zero one-hot).
         models: model vocabulary for the one-hot encoding (ignored otherwise).
     """
 
@@ -88,8 +90,10 @@ class FeatureBuilder:
         model_encoding: str = "descriptor",
         models: Sequence[str] = (),
     ) -> None:
-        if model_encoding not in ("descriptor", "onehot"):
-            raise FeatureError(f"model_encoding must be 'descriptor' or 'onehot', got {model_encoding!r}")
+        if model_encoding not in ("descriptor", "onehot", "both"):
+            raise FeatureError(
+                f"model_encoding must be 'descriptor', 'onehot' or 'both', got {model_encoding!r}"
+            )
         self.encoder = encoder or ConfigEncoder.default()
         self.model_encoding = model_encoding
         self.models = list(models)
@@ -100,7 +104,8 @@ class FeatureBuilder:
 
     @property
     def model_dim(self) -> int:
-        return N_MODEL_DESC if self.model_encoding == "descriptor" else len(self.models)
+        return {"descriptor": N_MODEL_DESC, "onehot": len(self.models),
+                "both": N_MODEL_DESC + len(self.models)}[self.model_encoding]
 
     @property
     def dim(self) -> int:
@@ -119,17 +124,19 @@ class FeatureBuilder:
 
     # ------------------------------------------------------------- blocks
     def model_block(self, model: str, descriptor: ModelDescriptor | None) -> np.ndarray:
-        """Model features for one model (descriptor standardised, or one-hot)."""
+        """Model features for one model (descriptor standardised, one-hot, or both)."""
+        onehot = np.zeros(len(self.models), dtype=np.float32)
+        if model in self.models:
+            onehot[self.models.index(model)] = 1.0
         if self.model_encoding == "onehot":
-            out = np.zeros(len(self.models), dtype=np.float32)
-            if model in self.models:
-                out[self.models.index(model)] = 1.0
-            return out
+            return onehot
         if descriptor is None:
             # Unknown model: the mean model (all-zero after standardisation).
-            return np.zeros(N_MODEL_DESC, dtype=np.float32)
-        raw = np.asarray(descriptor.feature_vector(), dtype=np.float32)
-        return (raw - self.model_mean) / self.model_std
+            desc = np.zeros(N_MODEL_DESC, dtype=np.float32)
+        else:
+            raw = np.asarray(descriptor.feature_vector(), dtype=np.float32)
+            desc = (raw - self.model_mean) / self.model_std
+        return desc if self.model_encoding == "descriptor" else np.concatenate([desc, onehot])
 
     def meta_block(self, meta: DatasetMetaFeatures | None) -> np.ndarray:
         """Standardised dataset meta-features (zeros if unknown)."""
