@@ -132,3 +132,16 @@ def test_load_from_empty_directory_names_the_problem(tmp_path):
     (tmp_path / "surrogate.safetensors").write_bytes(b"")
     with pytest.raises(SurrogateError, match="not valid JSON"):
         Surrogate.load(tmp_path)
+
+
+def test_out_of_range_models_and_datasets_are_clipped_not_extrapolated():
+    from hubtune.hub.descriptor import ModelDescriptor
+    from hubtune.metafeatures import DatasetMetaFeatures
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    sur = load_default_surrogate()
+    tiny = ModelDescriptor(name="tiny", architecture="tiny", family="test", params_m=0.01, input_size=32,
+                           gflops=1e-4, imagenet_top1=None, weights="none")
+    block = sur.features.model_block("tiny", tiny)
+    meta = sur.features.meta_block(DatasetMetaFeatures(n_images=50, n_classes=2, mean_resolution=8, channels=1))
+    assert np.all(np.abs(block) <= 3.0) and np.all(np.abs(meta) <= 3.0)

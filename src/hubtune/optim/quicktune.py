@@ -301,6 +301,7 @@ class QuickTune:
         xq = np.concatenate([self._static[trial_idx], np.stack(q_dyn)], axis=1)
         x_obs, y_obs = self._observations()
         mean, std = self.surrogate.predict(x_obs, y_obs, xq)
+        mean = np.minimum(mean, 1.0)  # scores are fractions (guards extrapolation on odd inputs)
         self._last_query = (trial_idx, ks_arr, mean, std)
 
         if len(y_obs):

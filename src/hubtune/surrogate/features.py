@@ -37,6 +37,17 @@ N_FIDELITY = 4
 N_CURVE = 6
 REFERENCE_EPOCHS = 50
 """Fidelities are expressed relative to this many epochs (the meta-dataset's maximum)."""
+Z_CLIP = 3.0
+"""Standardised model/dataset features are clipped to +-Z_CLIP: a model or dataset far
+outside the meta-training range (a tiny test model, 32 px images) is treated as the
+most extreme one seen instead of being extrapolated by the network."""
+MIN_STD = 1e-2
+"""A feature that (nearly) never varied in meta-training is centred, not scaled."""
+
+
+def _standardise(raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    scale = np.where(std > MIN_STD, std, 1.0)
+    return np.clip((raw - mean) / scale, -Z_CLIP, Z_CLIP).astype(np.float32)
 
 
 class FeatureError(ValueError):
@@ -135,14 +146,14 @@ class FeatureBuilder:
             desc = np.zeros(N_MODEL_DESC, dtype=np.float32)
         else:
             raw = np.asarray(descriptor.feature_vector(), dtype=np.float32)
-            desc = (raw - self.model_mean) / self.model_std
+            desc = _standardise(raw, self.model_mean, self.model_std)
         return desc if self.model_encoding == "descriptor" else np.concatenate([desc, onehot])
 
     def meta_block(self, meta: DatasetMetaFeatures | None) -> np.ndarray:
         """Standardised dataset meta-features (zeros if unknown)."""
         if meta is None:
             return np.zeros(N_META, dtype=np.float32)
-        return (np.asarray(meta.vector(), dtype=np.float32) - self.meta_mean) / self.meta_std
+        return _standardise(np.asarray(meta.vector(), dtype=np.float32), self.meta_mean, self.meta_std)
 
     def static_rows(
         self,
