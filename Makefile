@@ -3,8 +3,9 @@ SHELL := /bin/bash
 
 .PHONY: demo test lint bench-trainer
 
+# The main job: search the offline pretrained hub on a Fashion-MNIST subset (CPU, 8 minutes).
 demo:
-	@v=$$(scripts/setup-env.sh | tail -n 1) && $$v/bin/hubtune demo
+	@v=$$(scripts/setup-env.sh | tail -n 1) && $$v/bin/hubtune run fashion-mnist:2000 --hub offline --budget 8m --max-epochs 8 --out runs/demo
 
 test:
 	@v=$$(scripts/setup-env.sh --with-peers | tail -n 1) && $$v/bin/ruff check src tests benchmarks && $$v/bin/python -m pytest -q

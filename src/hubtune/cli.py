@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
+
+# gpytorch's dependencies still call torch.jit.script, which torch deprecates; the
+# warning says nothing actionable to a hubtune user.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
 
 app = typer.Typer(
     name="hubtune",

@@ -33,6 +33,24 @@ class Step:
     info: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+PREDICTION_KEYS: dict[str, tuple[str, ...]] = {
+    "mean": ("predicted_mean", "mean"),
+    "std": ("predicted_std", "std"),
+    "seconds": ("predicted_seconds", "cost"),
+    "acquisition": ("acquisition", "acq"),
+}
+"""Names under which optimizers put their predictions in ``Step.info``."""
+
+
+def step_prediction(step: Step, what: str) -> float | None:
+    """The optimizer's prediction ``what`` (mean, std, seconds, acquisition) for ``step``, if any."""
+    for key in PREDICTION_KEYS[what]:
+        value = step.info.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
 @dataclass
 class StepResult:
     """What advancing a trial produced: the new epochs and how it ended."""

@@ -13,6 +13,8 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from hubtune.optim.protocol import step_prediction
+
 Mode = Literal["live", "plain", "json", "quiet"]
 
 
@@ -66,7 +68,7 @@ class SearchDisplay:
     def _emit(self, line: str) -> None:
         self.lines.append(line)
         if self.mode == "plain":
-            self.console.print(line, highlight=False)
+            print(line, flush=True)  # plain lines for logs: no wrapping, no markup
 
     # --------------------------------------------------------------- events
     def __call__(self, event: str, payload: dict[str, Any]) -> None:
@@ -88,19 +90,18 @@ class SearchDisplay:
         elif event == "step":
             step = payload["step"]
             self._step_started = time.monotonic()
-            info = step.info or {}
             pred = ""
-            if isinstance(info.get("predicted_mean"), (int, float)):
-                pred = (f" (pred {_pct(info['predicted_mean'])}"
-                        f" ± {_pct(info.get('predicted_std'))}")
-                if isinstance(info.get("predicted_seconds"), (int, float)):
-                    pred += f", ~{info['predicted_seconds']:.0f}s"
+            mean = step_prediction(step, "mean")
+            if mean is not None:
+                pred = f" (pred {_pct(mean)} ± {_pct(step_prediction(step, 'std'))}"
+                secs = step_prediction(step, "seconds")
+                if secs is not None:
+                    pred += f", ~{secs:.0f}s"
                 pred += ")"
             self.current = (f"{step.trial_id}: {step.config.model} -> epoch {step.to_epoch}"
                             f"{pred}\n      {_config_summary(step.config)}")
             if self.mode == "plain":
-                self.console.print(f"[{self.elapsed:6.0f}s] step   {self.current.splitlines()[0]}",
-                                   highlight=False)
+                print(f"[{self.elapsed:6.0f}s] step   {self.current.splitlines()[0]}", flush=True)
         elif event == "result":
             res, inc = payload["result"], payload["incumbent"]
             self.steps += 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubtune.optim.protocol import Evaluator, Optimizer, Step, StepResult
+from hubtune.optim.protocol import Evaluator, Optimizer, Step, StepResult, step_prediction
 from hubtune.tuner.journal import (
     Journal,
     replay,
@@ -236,8 +236,8 @@ class SearchLoop:
             if step is None:
                 why = "exhausted"
                 break
-            predicted = step.info.get("predicted_seconds")
-            if isinstance(predicted, (int, float)) and predicted > self.budget_left():
+            predicted = step_prediction(step, "seconds")
+            if predicted is not None and predicted > self.budget_left():
                 # Not worth starting: it would not finish within the budget.
                 why = "budget"
                 self.journal.append("note", what="declined", step=step_to_dict(step),

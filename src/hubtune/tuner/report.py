@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubtune.optim.protocol import step_prediction
 from hubtune.tuner.journal import Journal, replay
 
 LEADERBOARD_KEYS = (
@@ -75,10 +76,10 @@ def summarize(journal_path: Path) -> tuple[dict[str, TrialSummary], list[dict[st
             "status": res.status,
             "reason": res.reason,
             "observed": observed[-1] if observed else float("nan"),
-            "predicted_mean": info.get("predicted_mean"),
-            "predicted_std": info.get("predicted_std"),
-            "predicted_seconds": info.get("predicted_seconds"),
-            "acquisition": info.get("acquisition"),
+            "predicted_mean": step_prediction(res.step, "mean"),
+            "predicted_std": step_prediction(res.step, "std"),
+            "predicted_seconds": step_prediction(res.step, "seconds"),
+            "acquisition": step_prediction(res.step, "acquisition"),
             "why": info.get("why"),
             "seconds": res.seconds,
             "incumbent": best if math.isfinite(best) else float("nan"),
