@@ -174,3 +174,23 @@ def test_search_space_mode_pool_neighbours_and_resume():
     b.load_state_dict(state)
     assert b.n_candidates == a.n_candidates
     assert drive(a, 6, dict(pos_a)) == drive(b, 6, dict(pos_a))
+
+
+def test_search_space_mode_starts_with_each_models_default_config():
+    from hubtune.space.config import Config
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    space = SearchSpace(["edgenext_small", "volo_d1_384"])
+    qt = QuickTune(load_default_surrogate(), max_epochs=10, space=space, seed=0)
+    first = [qt.ask(), qt.ask()]
+    assert {s.config for s in first} == {Config(model="edgenext_small"), Config(model="volo_d1_384")}
+    assert all(s.to_epoch == 1 for s in first)
+    # then the surrogate's own proposals
+    third = qt.ask()
+    assert third is not None and third.config not in {s.config for s in first}
+    # the user's pinned values apply to the anchors too
+    pinned = SearchSpace(["edgenext_small"], fixed={"lr": 1e-2})
+    qt2 = QuickTune(load_default_surrogate(), max_epochs=10, space=pinned, seed=0)
+    anchor = qt2.ask()
+    assert anchor.config == Config(model="edgenext_small", lr=1e-2) and anchor.to_epoch == 1

@@ -87,6 +87,11 @@ class QuickTuneSettings:
         pool_size: candidates kept in the pool on a search space.
         neighbours_every: add one-exchange neighbours of the best configs
             every this many tells (search-space mode).
+        start_with_defaults: on a search space, first train every model's default
+            config (:func:`hubtune.optim.defaults.default_candidates`) for one epoch,
+            so the surrogate conditions on known-good anchors of each model before
+            its own proposals (off the meta-dataset's hub the prior alone can open
+            with slow configs; a short budget cannot afford that).
         refit_steps: if > 0, each time the number of observed epochs reaches
             16, 32, 64, ... the network and GP hyperparameters are re-fitted to
             this task's observations for this many marginal-likelihood steps,
@@ -103,6 +108,7 @@ class QuickTuneSettings:
     neighbours_every: int = 8
     refit_steps: int = 0
     refit_lr: float = 1e-3
+    start_with_defaults: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -171,9 +177,12 @@ class QuickTune:
         self._tells_since_neighbours = 0
         self._base_surrogate = surrogate
         self._next_refit = 16
+        self._anchors: list[str] = []
         if candidates is not None:
             self._add_candidates(list(candidates))
         else:
+            if self.settings.start_with_defaults:
+                self._add_anchors()
             self._refill_pool()
 
     # ------------------------------------------------------------ the pool
@@ -193,6 +202,26 @@ class QuickTune:
         prior = self.surrogate.cost.predict_log(cfgs, self.descriptors, self.meta_features)
         self._static = static if self._static.size == 0 else np.concatenate([self._static, static])
         self._cost_prior = np.concatenate([self._cost_prior, prior])
+
+    def _add_anchors(self) -> None:
+        """Each model's default config (when the space allows it), tried first."""
+        from hubtune.optim.context import TaskContext
+        from hubtune.optim.defaults import default_candidates
+
+        ctx = TaskContext(max_epochs=self.max_epochs, space=self.space)
+        anchors = [(c.trial_id, c.config) for c in default_candidates(ctx)
+                   if self.space.contains(c.config)]
+        self._anchors = [tid for tid, _ in anchors]
+        self._add_candidates(anchors)
+
+    def _next_anchor(self) -> Step | None:
+        for tid in self._anchors:
+            t = self._trials[self._index[tid]]
+            if t.epoch == 0 and not t.pending and not t.done:
+                t.pending = True
+                return Step(trial_id=tid, config=t.config, to_epoch=1,
+                            info={"why": "default config of the model (strong start)"})
+        return None
 
     def _refill_pool(self) -> None:
         """Top the pool of never-started configs up to ``pool_size`` (search-space mode)."""
@@ -268,6 +297,9 @@ class QuickTune:
     def ask(self, budget_left: float | None = None) -> Step | None:
         """The step with the highest expected improvement per predicted second."""
         if self.space is not None:
+            anchor = self._next_anchor()
+            if anchor is not None:
+                return anchor
             self._refill_pool()
         open_idx = [i for i, t in enumerate(self._trials) if not t.done and not t.pending and t.epoch < self.max_epochs]
         if not open_idx:
