@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,27 +17,7 @@ from hubtune.optim.quicktune import (
     records_from_scores,
 )
 from hubtune.surrogate.metatrain import MetaTrainSettings, metatrain
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "metadata" / "quicktune-extended"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared meta-dataset absent: {SHARED}")
-TRAIN = ["BCT", "MED_LF", "PLT_DOC", "PNU"]
-TEST = "TEX_DTD"
-
-
-def describe(name):
-    try:
-        from hubtune.hub import get_descriptor  # type: ignore[attr-defined]
-
-        return get_descriptor(name)
-    except Exception:
-        return None
-
-
-@lru_cache(maxsize=1)
-def meta():
-    from hubtune.metadata import load_metadata
-
-    return load_metadata(SHARED).only(TRAIN + [TEST])
+from qt_helpers import TEST, TRAIN, describe, meta, needs_shared
 
 
 @lru_cache(maxsize=1)
