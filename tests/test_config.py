@@ -85,3 +85,15 @@ def test_schema_lists_every_field():
     names = hyperparameter_names()
     assert names[0] == "model"
     assert set(V6_CHOICES) <= set(names)
+
+
+def test_effective_key_merges_no_op_variants_only():
+    base = Config(model="m", warmup_epochs=0)
+    assert base.replace(warmup_lr=1e-5).effective_key() == base.effective_key()
+    assert base.replace(warmup_lr=1e-5).key() != base.key()
+    warm = Config(model="m", warmup_epochs=5)
+    assert warm.replace(warmup_lr=1e-5).effective_key() != warm.effective_key()
+    no_mix = Config(model="m", mixup=0.4, mixup_prob=0.0)
+    assert no_mix.effective_key() == Config(model="m").effective_key()
+    assert Config(model="m", mixup=0.4, mixup_prob=0.5).effective_key() != Config(model="m").effective_key()
+    assert base.replace(lr=1e-2).effective_key() != base.effective_key()

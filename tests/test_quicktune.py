@@ -173,3 +173,13 @@ def test_search_space_mode_starts_with_each_models_default_config():
     qt2 = QuickTune(load_default_surrogate(), max_epochs=10, space=pinned, seed=0)
     anchor = qt2.ask()
     assert anchor.config == Config(model="edgenext_small", lr=1e-2) and anchor.to_epoch == 1
+
+
+def test_search_space_pool_holds_no_configs_that_train_identically():
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    space = SearchSpace(["edgenext_small"], choices={"warmup_epochs": [0], "mixup_prob": [0.0]})
+    qt = QuickTune(load_default_surrogate(), max_epochs=10, space=space, seed=0)
+    keys = [t.config.effective_key() for t in qt._trials]
+    assert len(keys) == len(set(keys))

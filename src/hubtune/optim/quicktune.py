@@ -186,8 +186,19 @@ class QuickTune:
             self._refill_pool()
 
     # ------------------------------------------------------------ the pool
-    def _add_candidates(self, items: list[tuple[str, Config]]) -> None:
+    def _add_candidates(self, items: list[tuple[str, Config]], dedupe: bool = False) -> None:
         new = [(tid, cfg) for tid, cfg in items if tid not in self._index]
+        if dedupe:
+            # search-space mode: skip configs that train exactly like one already in
+            # the pool (e.g. a warmup_lr without warmup epochs)
+            seen = {t.config.effective_key() for t in self._trials}
+            kept = []
+            for tid, cfg in new:
+                k = cfg.effective_key()
+                if k not in seen:
+                    seen.add(k)
+                    kept.append((tid, cfg))
+            new = kept
         if not new:
             return
         for tid, cfg in new:
@@ -211,8 +222,8 @@ class QuickTune:
         ctx = TaskContext(max_epochs=self.max_epochs, space=self.space)
         anchors = [(c.trial_id, c.config) for c in default_candidates(ctx)
                    if self.space.contains(c.config)]
-        self._anchors = [tid for tid, _ in anchors]
-        self._add_candidates(anchors)
+        self._add_candidates(anchors, dedupe=True)
+        self._anchors = [tid for tid, _ in anchors if tid in self._index]
 
     def _next_anchor(self) -> Step | None:
         for tid in self._anchors:
@@ -232,7 +243,7 @@ class QuickTune:
         if want <= 0:
             return
         sampled = self.space.sample(want, seed=int(self._rng.integers(2**31 - 1)))
-        self._add_candidates([(c.key(), c) for c in sampled])
+        self._add_candidates([(c.key(), c) for c in sampled], dedupe=True)
 
     def _add_neighbours(self) -> None:
         """One-exchange neighbours of the three best configs (search-space mode)."""
@@ -253,7 +264,7 @@ class QuickTune:
                     continue
                 if self.space.contains(cfg):
                     items.append((cfg.key(), cfg))
-        self._add_candidates(items)
+        self._add_candidates(items, dedupe=True)
 
     # ---------------------------------------------------------- observations
     def _observations(self) -> tuple[np.ndarray, np.ndarray]:

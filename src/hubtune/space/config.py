@@ -258,6 +258,23 @@ class Config:
             if k not in CONDITIONAL_DEFAULTS or k in active
         }
 
+    def effective_key(self) -> str:
+        """Like :meth:`key`, but equal for configs that train identically.
+
+        Values without effect are normalised first: ``warmup_lr`` without warmup
+        epochs, and the mixing strengths/probability when no mixing happens
+        (``mixup_prob == 0`` or ``mixup == cutmix == 0``). Search-space samplers use
+        it so a "new" candidate is never a no-op variant of one already there.
+        """
+        import hashlib
+
+        d = self.to_dict()
+        if self.warmup_epochs == 0:
+            d["warmup_lr"] = 0.0
+        if self.mixup_prob == 0 or (self.mixup == 0 and self.cutmix == 0):
+            d["mixup"] = d["cutmix"] = d["mixup_prob"] = 0.0
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
     def key(self) -> str:
         """A short stable identifier of this configuration (hash of its JSON)."""
         import hashlib
