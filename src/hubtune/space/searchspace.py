@@ -188,8 +188,7 @@ class SearchSpace:
         """``n`` configurations drawn uniformly from the (conditional) space."""
         rng = np.random.default_rng(seed)
         self._cs.seed(int(rng.integers(2**31 - 1)))
-        raw = self._cs.sample_configuration(n)
-        raw = raw if isinstance(raw, list) else [raw]
+        raw = [self._cs.sample_configuration()] if n == 1 else self._cs.sample_configuration(n)
         return [self.to_config(dict(c)) for c in raw]
 
     def contains(self, config: Config) -> bool:
