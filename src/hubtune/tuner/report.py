@@ -110,6 +110,13 @@ def _plots(trials: dict[str, TrialSummary], log: list[dict[str, Any]], out: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def save(fig, ax, path: Path) -> Path:
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
     paths: list[Path] = []
     # 1. learning curves of all candidates, coloured by model
     models = sorted({t.config.get("model", "?") for t in trials.values()})
@@ -127,11 +134,7 @@ def _plots(trials: dict[str, TrialSummary], log: list[dict[str, Any]], out: Path
     ax.set_title("Learning curves of all candidates")
     if models:
         ax.legend(fontsize=7, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(out / "learning_curves.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(save(fig, ax, out / "learning_curves.png"))
 
     # 2. incumbent over (search) time
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -142,11 +145,7 @@ def _plots(trials: dict[str, TrialSummary], log: list[dict[str, Any]], out: Path
     ax.set_xlabel("search time (s, training steps)")
     ax.set_ylabel("incumbent val top-1 (%)")
     ax.set_title("Incumbent over time")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(out / "incumbent.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(save(fig, ax, out / "incumbent.png"))
 
     # 3. surrogate: predicted vs observed score of each step
     pts = [(e["predicted_mean"], e["observed"], e["predicted_std"]) for e in log
@@ -166,11 +165,7 @@ def _plots(trials: dict[str, TrialSummary], log: list[dict[str, Any]], out: Path
         ax.set_title("Surrogate: predicted vs observed")
     ax.set_xlabel("predicted val top-1 (%)")
     ax.set_ylabel("observed val top-1 (%)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(out / "predicted_vs_observed.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(save(fig, ax, out / "predicted_vs_observed.png"))
     return paths
 
 
