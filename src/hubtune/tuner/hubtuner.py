@@ -283,10 +283,12 @@ class HubTuner:
             self.out, optimizer, evaluator, settings.budget, settings=settings.to_dict(),
             on_event=self.on_event, after_result=after_result,
         )
+        from hubtune.tuner.journal import replay
+
+        for r in replay(loop.journal).results:  # epochs told before a crash/resume
+            evaluator.observe(r)
         loop.start_clock(self._t0)  # data loading and setup count against the budget
         outcome = loop.run()
-        for r in loop.results:
-            evaluator.observe(r)
         return self._finish(ds, store, loop, outcome, settings)
 
     # --------------------------------------------------------------- export
