@@ -54,6 +54,19 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def rows_by_id(path: Path, rows: Sequence[list[str]]) -> dict[str, list[str]]:
+    """Rows keyed by their first cell (the run id); empty or repeated ids raise, naming the line."""
+    table: dict[str, list[str]] = {}
+    for line, row in enumerate(rows, start=2):
+        run_id = row[0].strip()
+        if not run_id:
+            raise MetadataError(f"{path}, line {line}: empty run id in the first column")
+        if run_id in table:
+            raise MetadataError(f"{path}, line {line}: run id {run_id!r} appears twice")
+        table[run_id] = row
+    return table
+
+
 def expect_mapping(value: Any, path: Path, what: str) -> Mapping[str, Any]:
     """``value`` if it is a JSON object, else :class:`MetadataError` naming the file."""
     if not isinstance(value, Mapping):

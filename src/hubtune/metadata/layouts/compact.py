@@ -30,6 +30,7 @@ from hubtune.metadata.layouts.common import (
     map_config,
     read_csv,
     read_json,
+    rows_by_id,
 )
 from hubtune.metadata.mapping import HYPERPARAMETERS, normalise_name
 from hubtune.metadata.metadataset import MetaDataset
@@ -95,14 +96,7 @@ def load_compact(directory: Path) -> MetaDataset:
     """Read the compact layout in ``directory`` (see the module doc)."""
     header, rows = read_csv(directory / TABLE)
     mapper = _TableMapper(header, directory / TABLE)
-    table: dict[str, list[str]] = {}
-    for line, row in enumerate(rows, start=2):
-        run_id = row[0].strip()
-        if not run_id:
-            raise MetadataError(f"{directory / TABLE}, line {line}: empty run id")
-        if run_id in table:
-            raise MetadataError(f"{directory / TABLE}, line {line}: run id {run_id!r} appears twice")
-        table[run_id] = row
+    table = rows_by_id(directory / TABLE, rows)
 
     perf = _curves(directory / PERF)
     cost = _curves(directory / COST)

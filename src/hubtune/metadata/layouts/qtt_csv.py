@@ -37,6 +37,7 @@ from hubtune.metadata.layouts.common import (
     float_or_nan,
     map_config,
     read_csv,
+    rows_by_id,
 )
 from hubtune.metadata.metadataset import MetaDataset
 from hubtune.metadata.runs import SCORE_TOLERANCE
@@ -57,14 +58,7 @@ def is_qtt(directory: Path) -> bool:
 def _table(path: Path) -> tuple[list[str], dict[str, list[str]]]:
     """Column names (without the id column) and id -> cells of one CSV."""
     header, rows = read_csv(path)
-    table: dict[str, list[str]] = {}
-    for line, row in enumerate(rows, start=2):
-        run_id = row[0].strip()
-        if not run_id:
-            raise MetadataError(f"{path}, line {line}: empty run id in the first column")
-        if run_id in table:
-            raise MetadataError(f"{path}, line {line}: run id {run_id!r} appears twice")
-        table[run_id] = row[1:]
+    table = {run_id: row[1:] for run_id, row in rows_by_id(path, rows).items()}
     return [h.strip() for h in header[1:]], table
 
 
