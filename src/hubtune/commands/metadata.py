@@ -14,7 +14,7 @@ from hubtune.metadata.loader import detect_layout
 
 metadata_app = typer.Typer(
     name="metadata",
-    help="Inspect and convert meta-datasets of recorded finetuning runs.",
+    help="Inspect, convert and generate meta-datasets of recorded finetuning runs.",
     no_args_is_help=True,
 )
 
@@ -101,6 +101,83 @@ def convert(
     except (MetadataError, OSError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"wrote {meta.n_runs} runs of {len(meta)} datasets to {target}")
+
+
+@metadata_app.command("generate")
+def generate(
+    datasets: str = typer.Option(..., "--datasets", help="Comma-separated built-in names "
+                                 "(fashion-mnist, animal-mnist, digits; ':K' for a K-image subset, "
+                                 "'@S' for another split seed) or ImageFolder paths."),
+    out: Path = typer.Option(..., "--out", help="Output folder (the meta-dataset; resumed when it exists)."),
+    configs: int = typer.Option(16, "--configs", help="Configurations per dataset, the models' "
+                                "default configs (portfolio) included."),
+    max_epochs: int = typer.Option(4, "--max-epochs", help="Epochs every run trains (schedules span them)."),
+    hub: str = typer.Option("offline", help="Model hub when --models is not given: offline, quicktune, "
+                            "test, or a timm name pattern."),
+    models: str | None = typer.Option(None, help="Comma-separated hub model names."),
+    space: Path | None = typer.Option(None, help="Search-space JSON (fixed values, choices)."),
+    add_configs: Path | None = typer.Option(None, "--add-configs", help="JSON list of extra configs "
+                                            "trained on every dataset (counted in --configs)."),
+    portfolio: bool = typer.Option(True, help="Include each model's default config."),
+    image_size: int = typer.Option(32, help="Training resolution."),
+    subset: int | None = typer.Option(None, help="Training-subset size for datasets without ':K'."),
+    seed: int = typer.Option(0, help="Seed of the design, the data splits and every run."),
+    workers: int = typer.Option(1, help="Concurrent runs; more than 1 runs them as Ray tasks."),
+    ray_address: str | None = typer.Option(None, help="Join this Ray cluster (auto or HOST:PORT) "
+                                           "instead of starting a local one."),
+    threads: int = typer.Option(1, help="torch CPU threads per run."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    pretrained: bool = typer.Option(True, help="Start from pretrained weights (--no-pretrained: "
+                                    "random init, e.g. timm test models)."),
+    retry_failed: bool = typer.Option(False, help="Redo runs recorded as failed or diverged."),
+    keep_checkpoints: bool = typer.Option(False, help="Keep each finished run's last checkpoint."),
+) -> None:
+    """Finetune sampled configurations on datasets and record every epoch as a meta-dataset."""
+    from hubtune.data import DataError
+    from hubtune.hub import HubError
+    from hubtune.metadata.design import DesignError
+    from hubtune.metadata.generate import (
+        GenerateError,
+        GenerateSettings,
+        MetadataGenerator,
+        parse_datasets,
+    )
+    from hubtune.space import ConfigError
+    from hubtune.tuner.hubtuner import RunError, resolve_models
+
+    def read_json(path: Path, what: str):
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise _fail(f"{what} file not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise _fail(f"{what} file {path} is not valid JSON: {exc}") from None
+
+    space_dict = read_json(space, "search-space") if space is not None else None
+    extra = read_json(add_configs, "--add-configs") if add_configs is not None else []
+    if not isinstance(extra, list) or not all(isinstance(c, dict) for c in extra):
+        raise _fail(f"--add-configs {add_configs} must hold a JSON list of config objects")
+    if threads < 1:
+        raise _fail(f"--threads must be >= 1, got {threads}")
+    try:
+        names = resolve_models([m for m in models.split(",") if m] if models else None, hub)
+        specs = parse_datasets(datasets, seed=seed, subset=subset)
+        settings = GenerateSettings(
+            models=names, max_epochs=max_epochs, image_size=image_size, seed=seed, space=space_dict,
+            portfolio=portfolio, extra_configs=extra, pretrained=pretrained, device=device,
+            num_threads=threads, keep_checkpoints=keep_checkpoints,
+        )
+        gen = MetadataGenerator(settings, out, workers=workers, ray_address=ray_address,
+                                retry_failed=retry_failed, log=typer.echo)
+        summary = gen.run(specs, configs)
+    except (GenerateError, DesignError, DataError, HubError, ConfigError, RunError, MetadataError) as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted; run the same command again to resume into {out}", fg="yellow", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(summary.table())
+    typer.echo(f"meta-dataset: {out} ({summary.finished} of {summary.planned} runs recorded; "
+               f"'hubtune metadata info {out}')")
 
 
 def register(app: typer.Typer) -> None:
