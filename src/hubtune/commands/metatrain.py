@@ -27,12 +27,34 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Directory to write surrogate.safetensors + surrogate.json."),
         exclude_datasets: str = typer.Option("", "--exclude-datasets", help="Comma-separated datasets to leave out."),
         seed: int = typer.Option(0, help="Meta-training seed."),
-        steps: int = typer.Option(1200, help="Meta-training steps (episodes)."),
+        steps: int | None = typer.Option(None, help="Meta-training steps (episodes); default 1200, "
+                                         "or 300 when continuing with --init-surrogate."),
+        lr: float | None = typer.Option(None, help="Learning rate; default 2e-3, or 5e-4 with --init-surrogate."),
         model_encoding: str = typer.Option("descriptor", help="'descriptor' (hub features) or 'onehot'."),
+        init_surrogate: str | None = typer.Option(
+            None, "--init-surrogate",
+            help="Continue meta-training this surrogate instead of starting from scratch: 'shipped' "
+            "(the default surrogate) or a directory written by 'hubtune metatrain'. Specialises it "
+            "to your hub and hardware."),
+        cost: str = typer.Option("refit", help="Cost model: 'refit' on the given meta-datasets' seconds, or "
+                                 "'keep' the --init-surrogate's."),
+        cost_datasets: str = typer.Option("", "--cost-datasets", help="Comma-separated datasets whose "
+                                          "seconds fit the cost model (default: all), e.g. the ones "
+                                          "recorded on your hardware."),
     ) -> None:
-        """Meta-train the performance surrogate and cost model; save them as safetensors + JSON."""
+        """Meta-train the performance surrogate and cost model; save them as safetensors + JSON.
+
+        Meta-datasets given with repeated --metadata are combined (dataset names must differ);
+        any layout load_metadata reads works, including the output of 'hubtune metadata generate'.
+        """
         from hubtune.metadata import MetadataError, load_metadata
-        from hubtune.surrogate.metatrain import MetaTrainError, MetaTrainSettings, metatrain
+        from hubtune.surrogate.metatrain import (
+            SPECIALISE_SETTINGS,
+            MetaTrainError,
+            MetaTrainSettings,
+            metatrain,
+        )
+        from hubtune.surrogate.model import SurrogateError
 
         try:
             loaded = [load_metadata(p) for p in metadata]
@@ -57,17 +79,38 @@ def register(app: typer.Typer) -> None:
         if model_encoding not in ("descriptor", "onehot"):
             typer.secho("error: --model-encoding must be 'descriptor' or 'onehot'", fg="red", err=True)
             raise typer.Exit(2)
-        settings = MetaTrainSettings(steps=steps, model_encoding=model_encoding)
+        init = None
+        if init_surrogate is not None:
+            from hubtune.surrogate.cache import load_default_surrogate
+
+            try:
+                init = load_default_surrogate(None if init_surrogate == "shipped" else Path(init_surrogate))
+            except (SurrogateError, OSError) as exc:
+                typer.secho(f"error: --init-surrogate: {exc}", fg="red", err=True)
+                raise typer.Exit(2) from None
+            base = {**SPECIALISE_SETTINGS, "model_encoding": init.features.model_encoding}
+        else:
+            base = {"model_encoding": model_encoding}
+        if steps is not None:
+            base["steps"] = steps
+        if lr is not None:
+            base["lr"] = lr
+        settings = MetaTrainSettings(**base)
+        cost_names = [d for d in cost_datasets.split(",") if d] or None
         try:
-            sur = metatrain(md, _describe, seed=seed, settings=settings, log=typer.echo)
+            sur = metatrain(md, _describe, seed=seed, settings=settings, log=typer.echo, init=init,
+                            cost=cost, cost_datasets=cost_names)
         except MetaTrainError as exc:
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(2) from None
         sur.record["command"] = (
             "hubtune metatrain "
             + " ".join(f"--metadata {p}" for p in metadata)
-            + f" --out {out} --seed {seed} --steps {steps} --model-encoding {model_encoding}"
+            + f" --out {out} --seed {seed} --steps {settings.steps} --lr {settings.lr:g}"
+            + f" --model-encoding {settings.model_encoding}"
             + (f" --exclude-datasets {','.join(excluded)}" if excluded else "")
+            + (f" --init-surrogate {init_surrogate} --cost {cost}" if init_surrogate else "")
+            + (f" --cost-datasets {','.join(cost_names)}" if cost_names else "")
         )
         sur.record["unknown_models"] = [m for m in sur.record.get("models", []) if _describe(m) is None]
         sur.save(out)

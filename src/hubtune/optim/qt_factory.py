@@ -9,6 +9,8 @@ default surrogate when the context carries no meta-training data. Variants:
 * ``no_cost``: acquisition ignores predicted cost (EI only);
 * ``blackbox``: every trial runs to ``max_epochs`` in one step (no freeze-thaw);
 * ``onehot``: models described by a one-hot instead of hub descriptors.
+* ``specialised``: the shipped surrogate meta-trained further on ``ctx.train_metadata``
+  (:mod:`hubtune.surrogate.specialised`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from hubtune.surrogate.features import FeatureBuilder
 from hubtune.surrogate.metatrain import MetaTrainSettings
 from hubtune.surrogate.model import Surrogate
 
-VARIANTS = ("full", "no_meta", "no_cost", "blackbox", "onehot")
+VARIANTS = ("full", "no_meta", "no_cost", "blackbox", "onehot", "specialised")
 
 
 def descriptor_lookup(ctx: TaskContext):
@@ -67,6 +69,10 @@ def _metatrain_settings(variant: str, metatrain_overrides: dict[str, Any] | None
 def _surrogate(ctx: TaskContext, variant: str, metatrain_overrides: dict[str, Any] | None) -> Surrogate:
     if ctx.train_metadata is None:
         return load_default_surrogate()
+    if variant == "specialised":
+        from hubtune.surrogate.specialised import specialised_surrogate_for
+
+        return specialised_surrogate_for(ctx.train_metadata, descriptor_lookup(ctx), seed=0)
     return surrogate_for(ctx.train_metadata, descriptor_lookup(ctx), seed=0,
                          settings=_metatrain_settings(variant, metatrain_overrides))
 

@@ -257,6 +257,8 @@ def _register_builtins() -> None:
         ("qt_blackbox", "blackbox", "Quick-Tune ablation: full curves only (no freeze-thaw)"),
         ("qt_onehot", "onehot",
          "Quick-Tune ablation: model one-hot instead of hub descriptor features"),
+        ("qt_specialised", "specialised",
+         "Quick-Tune with the shipped surrogate meta-trained further on the fold's meta-training data"),
     ]
     for name, variant, desc in quicktune:
         register_method(
@@ -264,3 +266,8 @@ def _register_builtins() -> None:
             supports_async=True, description=desc, options={"variant": variant},
             prepare="hubtune.optim.qt_factory:prepare_quicktune", replace=True,
         )
+    register_method(
+        "qt_shipped", "hubtune.optim.qt_factory:make_quicktune", supports_async=True,
+        description="Quick-Tune with the shipped surrogate as is (no per-fold meta-training)",
+        options={"variant": "full"}, replace=True,
+    )

@@ -116,6 +116,9 @@ def metatrain(
     seed: int = 0,
     settings: MetaTrainSettings | None = None,
     log: Callable[[str], None] | None = None,
+    init: Surrogate | None = None,
+    cost: str = "refit",
+    cost_datasets: Sequence[str] | None = None,
 ) -> Surrogate:
     """Meta-train a :class:`Surrogate` (performance GP + cost model) on ``metadata``.
 
@@ -125,32 +128,55 @@ def metatrain(
         seed: seeds episode sampling, initialisation and the validation split.
         settings: training knobs.
         log: optional progress callback.
+        init: continue meta-training this surrogate (e.g. the shipped one) instead of
+            starting from random weights: its feature scalers, architecture and
+            weights are kept, and its held-out loss before any step competes in the
+            model selection, so continuing never returns a surrogate that fits the
+            held-out datasets worse than ``init`` did (see :func:`specialise`).
+        cost: ``"refit"`` fits the cost model on ``metadata`` (its hardware);
+            ``"keep"`` keeps ``init``'s cost model (only with ``init``).
+        cost_datasets: fit the cost model on these datasets only (default: all),
+            e.g. the ones recorded on the hardware the surrogate will serve.
     """
     s = settings or MetaTrainSettings()
     names = list(metadata.datasets)
-    if len(names) < 2:
+    if init is None and len(names) < 2:
         raise MetaTrainError(f"meta-training needs at least 2 datasets, got {len(names)}")
+    if not names:
+        raise MetaTrainError("meta-training needs at least 1 dataset, got none")
+    if cost not in ("refit", "keep"):
+        raise MetaTrainError(f"cost must be 'refit' or 'keep', got {cost!r}")
+    if cost == "keep" and init is None:
+        raise MetaTrainError("cost='keep' needs a surrogate to continue from (init)")
+    cost_names = list(cost_datasets) if cost_datasets is not None else names
+    unknown = [n for n in cost_names if n not in names]
+    if unknown or not cost_names:
+        raise MetaTrainError(f"cost_datasets must name datasets of the meta-dataset; unknown: {unknown or 'none given'}")
     t0 = time.time()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     runs = {n: metadata[n] for n in names}
     models = sorted({c.model for r in runs.values() for c in r.configs})
     descriptors = {m: describe(m) for m in models}
-    fb = FeatureBuilder(model_encoding=s.model_encoding, models=models)
-    desc_rows = np.array([d.feature_vector() for d in descriptors.values() if d is not None] or [[0.0] * 5])
-    meta_rows = np.array(
-        [runs[n].meta_features.vector() for n in names if runs[n].meta_features is not None] or [[0.0] * 4]
-    )
-    fb.fit_scalers(desc_rows, meta_rows)
+    if init is not None:
+        # keep the scalers: the network's weights were learned on features scaled this way
+        fb = FeatureBuilder.from_dict(init.features.to_dict())
+    else:
+        fb = FeatureBuilder(model_encoding=s.model_encoding, models=models)
+        desc_rows = np.array([d.feature_vector() for d in descriptors.values() if d is not None] or [[0.0] * 5])
+        meta_rows = np.array(
+            [runs[n].meta_features.vector() for n in names if runs[n].meta_features is not None] or [[0.0] * 4]
+        )
+        fb.fit_scalers(desc_rows, meta_rows)
 
     n_val = min(s.val_datasets, len(names) - 1)
     val_names = sorted(rng.choice(names, size=n_val, replace=False).tolist()) if n_val else []
     train_names = [n for n in names if n not in val_names]
     prepared = {n: _prepare(n, runs[n], fb, descriptors) for n in names}
 
-    # cost model on all training datasets' runs
+    # cost model on the runs of the cost datasets (all by default)
     cfgs, metas, secs = [], [], []
-    for n in names:
+    for n in cost_names:
         r = runs[n]
         per_epoch = np.nanmean(np.where(np.isfinite(r.seconds), r.seconds, np.nan), axis=1)
         lengths = _lengths(np.asarray(r.scores, dtype=np.float64))
@@ -161,12 +187,23 @@ def metatrain(
                 cfgs.append(c)
                 metas.append(r.meta_features)
                 secs.append(float(sec))
-    cost = CostModel().fit(cfgs, descriptors, metas, secs)
+    if cost == "keep":
+        assert init is not None
+        cost_model = copy.deepcopy(init.cost)
+    elif not cfgs:
+        raise MetaTrainError("no run with at least 2 recorded epochs to fit the cost model on")
+    else:
+        cost_model = CostModel().fit(cfgs, descriptors, metas, secs)
 
-    sur = Surrogate(fb, cost, hidden=s.hidden, emb=s.emb, residual_mean=s.residual_mean)
+    if init is not None:
+        sur = Surrogate(fb, cost_model, hidden=init.hidden, emb=init.emb, residual_mean=init.residual_mean)
+        sur.gp.load_state_dict(copy.deepcopy(init.gp.state_dict()))
+    else:
+        sur = Surrogate(fb, cost_model, hidden=s.hidden, emb=s.emb, residual_mean=s.residual_mean)
     gp, lik = sur.gp, sur.likelihood
-    lik.noise = 1e-3
-    gp.covar.outputscale = 0.05
+    if init is None:
+        lik.noise = 1e-3
+        gp.covar.outputscale = 0.05
     gp.train()
     lik.train()
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, gp)
@@ -188,6 +225,13 @@ def metatrain(
 
     best = (float("inf"), copy.deepcopy(gp.state_dict()), 0)
     history: list[dict[str, float]] = []
+    if init is not None and val_batches:
+        # the starting point competes: continuing must beat it on the held-out datasets
+        vl0 = val_loss()
+        history.append({"step": 0, "train_loss": float("nan"), "val_loss": vl0})
+        if log:
+            log(f"step 0 (initial surrogate): val {vl0:.3f}")
+        best = (vl0, copy.deepcopy(gp.state_dict()), 0)
     run_loss = 0.0
     with gpytorch.settings.max_cholesky_size(4096):
         for step in range(1, s.steps + 1):
@@ -224,10 +268,49 @@ def metatrain(
         "best_step": best[2],
         "best_val_loss": best[0] if val_batches else None,
         "history": history,
-        "cost_residual_std": cost.residual_std,
+        "cost_residual_std": cost_model.residual_std,
+        "cost": cost,
+        "cost_datasets": cost_names,
         "seconds": round(time.time() - t0, 2),
     }
+    if init is not None:
+        sur.record["continued_from"] = {
+            k: init.record.get(k) for k in ("command", "datasets", "seed", "best_step", "continued_from")
+            if k in init.record
+        }
     return sur
+
+
+SPECIALISE_SETTINGS = {"steps": 300, "lr": 5e-4, "eval_every": 25, "val_datasets": 1}
+"""Defaults of :func:`specialise`: a short, gentle continuation with one held-out dataset."""
+
+
+def specialise(
+    base: Surrogate,
+    metadata: Any,
+    describe: Callable[[str], ModelDescriptor | None],
+    seed: int = 0,
+    settings: MetaTrainSettings | None = None,
+    log: Callable[[str], None] | None = None,
+    cost: str = "refit",
+    cost_datasets: Sequence[str] | None = None,
+) -> Surrogate:
+    """Continue meta-training ``base`` (e.g. the shipped surrogate) on ``metadata``.
+
+    What a team runs to specialise the surrogate to its own model hub and
+    hardware: the performance GP continues from ``base``'s weights
+    (:data:`SPECIALISE_SETTINGS` unless ``settings`` is given; the result is the
+    step with the best held-out marginal likelihood, ``base`` itself included)
+    and the cost model is refit on ``metadata``'s seconds (``cost="keep"`` keeps
+    ``base``'s).
+
+    Example:
+        >>> from hubtune.surrogate.cache import load_default_surrogate          # doctest: +SKIP
+        >>> sur = specialise(load_default_surrogate(), load_metadata(out), get_descriptor)  # doctest: +SKIP
+    """
+    s = settings or MetaTrainSettings(**{**SPECIALISE_SETTINGS, "model_encoding": base.features.model_encoding})
+    return metatrain(metadata, describe, seed=seed, settings=s, log=log, init=base, cost=cost,
+                     cost_datasets=cost_datasets)
 
 
 def dataset_names(metadata: Any) -> Sequence[str]:
