@@ -187,6 +187,18 @@ def test_an_interrupted_run_continues_from_its_checkpoint(folder, tmp_path):
         first[0].score, first[0].train_seconds, first[0].eval_seconds)
 
 
+def test_a_second_driver_on_the_same_folder_is_refused(generated, folder):
+    from hubtune.metadata.generate import LOCK_FILE, _exclusive
+
+    out, _ = generated
+    with _exclusive(out / LOCK_FILE):  # as if another generate were running
+        res = CliRunner().invoke(app, gen_args(folder, out))
+    assert res.exit_code == 2
+    assert f"(pid {os.getpid()}) is writing into {out}" in res.output
+    res = CliRunner().invoke(app, gen_args(folder, out))  # released again
+    assert res.exit_code == 0, res.output
+
+
 def test_changed_settings_refuse_to_resume(generated, folder):
     out, _ = generated
     args = gen_args(folder, out)
@@ -275,3 +287,15 @@ def test_metatrain_rejects_a_dataset_name_clash_and_a_bad_init(generated, tmp_pa
     res = CliRunner().invoke(app, ["metatrain", "--metadata", str(out), "--out", str(tmp_path / "y"),
                                    "--init-surrogate", str(tmp_path / "none")])
     assert res.exit_code == 2 and "--init-surrogate" in res.output and "Traceback" not in res.output
+
+
+def test_records_come_from_the_checkpoint_not_a_duplicated_records_file(generated, tmp_path):
+    from hubtune.metadata.generate import _committed_records
+    from hubtune.records import EpochRecord
+
+    rec = [EpochRecord.from_dict(r) for r in json.loads(
+        next(generated[0].glob("runs/colours/000-*/result.json")).read_text())["records"]]
+    # a driver killed between training an epoch and committing it can leave an epoch twice
+    lines = [rec[0], rec[1], rec[1]]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in lines))
+    assert [r.epoch for r in _committed_records(tmp_path)] == [1, 2]

@@ -36,13 +36,14 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from hubtune.space.config import Config
 RESULT_FILE = "result.json"
 SETTINGS_FILE = "generate.json"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".generate.lock"
 RESULT_FORMAT = 1
 
 
@@ -275,6 +277,26 @@ def _load_data(spec: DatasetSpec, image_size: int, cache_dir: Path | None):
     return _DATA[key]
 
 
+def _committed_records(workdir: Path) -> list[EpochRecord]:
+    """The run's records as its checkpoint commits them, else from ``records.jsonl``.
+
+    The checkpoint's list is the one consistent with the weights; the JSON-lines
+    file can hold an epoch twice after a process was killed between training an
+    epoch and committing it, so it is only read without a checkpoint, keeping the
+    last record of each epoch and stopping at the first gap.
+    """
+    from hubtune.finetune import read_records
+    from hubtune.finetune.checkpoint import has_checkpoint, read_state
+
+    if has_checkpoint(workdir):
+        return [EpochRecord.from_dict(r) for r in read_state(workdir).get("records", [])]
+    by_epoch = {r.epoch: r for r in read_records(workdir)}
+    out = []
+    while len(out) + 1 in by_epoch:
+        out.append(by_epoch[len(out) + 1])
+    return out
+
+
 def _drop_checkpoint(workdir: Path) -> None:
     for p in list(workdir.glob("tensors-*.safetensors*")) + [workdir / "checkpoint.json"]:
         p.unlink(missing_ok=True)
@@ -288,7 +310,7 @@ def execute_run(task: dict[str, Any], settings: dict[str, Any], out: str) -> dic
     that cannot be built or trained: the outcome says ``failed`` with the reason.
     Writes nothing but the trainer's workdir; the driver records the result.
     """
-    from hubtune.finetune import advance, read_records
+    from hubtune.finetune import advance
 
     t = RunTask.from_dict(task)
     s = GenerateSettings.from_dict(settings)
@@ -305,11 +327,11 @@ def execute_run(task: dict[str, Any], settings: dict[str, Any], out: str) -> dic
             if res.status != "ok":
                 status, reason = res.status, res.reason
                 break
-        records = read_records(workdir)
+        records = _committed_records(workdir)
     except Exception as exc:  # one broken run must not end the generation
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
         try:
-            records = read_records(workdir)
+            records = _committed_records(workdir)
         except Exception:
             records = []
     if status == "ok" and len(records) < s.max_epochs:  # pragma: no cover - trainer invariant
@@ -413,6 +435,31 @@ def summarize(out: Path, tasks: Sequence[RunTask], outcomes: Sequence[RunOutcome
 
 
 # ------------------------------------------------------------------ driver
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``: two drivers on one folder would train runs twice."""
+    import fcntl
+
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise GenerateError(
+                f"another 'hubtune metadata generate' (pid {holder}) is writing into {path.parent}; "
+                f"wait for it or stop it first"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class MetadataGenerator:
     """Plan, run (in process or on Ray) and record a generated meta-dataset in ``out``.
 
@@ -470,7 +517,16 @@ class MetadataGenerator:
         return plan_runs(self.settings, datasets, n_configs)
 
     def run(self, datasets: Sequence[DatasetSpec], n_configs: int) -> GenerateSummary:
-        """Run every planned run not recorded yet; write the meta-dataset and summary into ``out``."""
+        """Run every planned run not recorded yet; write the meta-dataset and summary into ``out``.
+
+        Raises:
+            GenerateError: bad settings, or another generation is running on ``out``.
+        """
+        self.out.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.out / LOCK_FILE):
+            return self._run(datasets, n_configs)
+
+    def _run(self, datasets: Sequence[DatasetSpec], n_configs: int) -> GenerateSummary:
         t0 = time.perf_counter()
         self._check_settings()
         tasks = self.plan(datasets, n_configs)
