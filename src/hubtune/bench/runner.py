@@ -298,7 +298,8 @@ def run_one(
     clock = timer() - t0  # building the optimizer (e.g. loading a surrogate) is charged too
 
     events: list[tuple[float, float]] = []  # (finish time, score) of every counted epoch
-    pending: list[tuple[float, int, float, StepResult]] = []  # (end, seq, start, result)
+    # (end, seq, start, result, index of the decision that proposed it in decision_costs)
+    pending: list[tuple[float, int, float, StepResult, int]] = []
     pending_trials: set[str] = set()
     decision_costs: list[tuple[int, float]] = []  # (observed epochs, seconds of ask + tell)
     observed = 0
@@ -343,7 +344,8 @@ def run_one(
                     f"train nothing"
                 )
             seq += 1
-            heapq.heappush(pending, (clock + result.seconds, seq, clock, result))
+            heapq.heappush(pending, (clock + result.seconds, seq, clock, result,
+                                     len(decision_costs)))
             pending_trials.add(step.trial_id)
             decision_costs.append((observed, ask_cost))
         if clock >= budget_seconds:
@@ -352,9 +354,9 @@ def run_one(
         if not pending:
             end_reason = "exhausted"
             break
-        end, _, start, result = heapq.heappop(pending)
+        end, _, start, result, decision = heapq.heappop(pending)
         if end > budget_seconds:
-            pending.append((end, seq, start, result))  # counted below, truncated
+            pending.append((end, seq, start, result, decision))  # counted below, truncated
             clock = budget_seconds
             end_reason = "budget"
             break
@@ -367,13 +369,12 @@ def run_one(
         clock += tell_cost
         observed += len(result.records)
         # the tell completes the decision that proposed this step
-        if decision_costs:
-            obs, cost = decision_costs[-1]
-            decision_costs[-1] = (obs, cost + tell_cost)
+        obs, cost = decision_costs[decision]
+        decision_costs[decision] = (obs, cost + tell_cost)
         exhausted = False  # a tell may unblock an optimizer that was waiting
 
     # Epochs of unfinished steps that finished within the budget still count.
-    for _end, _, start, result in pending:
+    for _end, _, start, result, _decision in pending:
         count_epochs(start, result, min(clock, budget_seconds))
 
     traj = Trajectory(
