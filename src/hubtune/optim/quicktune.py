@@ -92,6 +92,10 @@ class QuickTuneSettings:
             so the surrogate conditions on known-good anchors of each model before
             its own proposals (off the meta-dataset's hub the prior alone can open
             with slow configs; a short budget cannot afford that).
+        believe_pending: with several workers, condition the GP on a "kriging
+            believer" fantasy for every step still running (its query row
+            observed at the mean predicted when it was proposed), so the next
+            proposal is not a near copy of a running one (:meth:`QuickTune._believe_pending`).
         refit_steps: if > 0, each time the number of observed epochs reaches
             16, 32, 64, ... the network and GP hyperparameters are re-fitted to
             this task's observations for this many marginal-likelihood steps,
@@ -109,6 +113,7 @@ class QuickTuneSettings:
     refit_steps: int = 0
     refit_lr: float = 1e-3
     start_with_defaults: bool = True
+    believe_pending: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -125,6 +130,8 @@ class _Trial:
     done: bool = False
     pending: bool = False
     curve: np.ndarray = field(default_factory=lambda: np.zeros(N_CURVE, dtype=np.float32))
+    belief: tuple[int, np.ndarray, float] | None = None
+    """Pending step's fantasy: (epoch when proposed, its query row, predicted mean)."""
 
     @property
     def epoch(self) -> int:
@@ -300,6 +307,27 @@ class QuickTune:
         }
         return OnlineCost(self._cost_prior, [t.config.model for t in self._trials]).per_epoch(observed)
 
+    def _believe_pending(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Observations plus one "kriging believer" fantasy per pending step.
+
+        A step still running on another worker is added as an observation of
+        the query row it was proposed for (its trial's curve so far and target
+        epoch) with the mean the surrogate predicted then. The GP's uncertainty
+        there and at similar candidates shrinks, so their expected improvement
+        drops and the next proposal is not a near copy of a running one. Only
+        the surrogate sees fantasies: the incumbent and the journal hold real
+        scores. Trials pending after a resume have no fantasy.
+        """
+        if not self.settings.believe_pending:
+            return x, y
+        beliefs = [t.belief for t in self._trials
+                   if t.pending and t.belief is not None and t.belief[0] == t.epoch]
+        if not beliefs:
+            return x, y
+        xb = np.stack([b[1] for b in beliefs]).astype(np.float32)
+        yb = np.asarray([b[2] for b in beliefs], dtype=np.float64)
+        return np.concatenate([x.astype(np.float32), xb]), np.concatenate([y, yb])
+
     def _overhead_estimate(self, kind: str) -> float:
         vals = self._overhead[kind]
         return float(np.mean(vals)) if vals else 0.0
@@ -343,7 +371,7 @@ class QuickTune:
         ks_arr = np.asarray(q_k, dtype=np.float64)
         xq = np.concatenate([self._static[trial_idx], np.stack(q_dyn)], axis=1)
         x_obs, y_obs = self._observations()
-        mean, std = self.surrogate.predict(x_obs, y_obs, xq)
+        mean, std = self.surrogate.predict(*self._believe_pending(x_obs, y_obs), xq)
         mean = np.minimum(mean, 1.0)  # scores are fractions (guards extrapolation on odd inputs)
         self._last_query = (trial_idx, ks_arr, mean, std)
 
@@ -369,6 +397,7 @@ class QuickTune:
         j = int(np.argmax(acq))
         t = self._trials[trial_idx[j]]
         t.pending = True
+        t.belief = (t.epoch, xq[j], float(mean[j]))
         info = {
             "mean": float(mean[j]),
             "std": float(std[j]),
