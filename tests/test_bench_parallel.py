@@ -277,8 +277,9 @@ def test_paired_difference_and_summary_tables(tmp_path):
 def test_parallel_command_writes_the_report(tmp_path):
     out = tmp_path / "report"
     rc = main(["--metadata", str(SHARED), "--methods", "asha,random", "--workers", "1,2",
-               "--datasets", "TEX_DTD", "--seeds", "2", "--budget", "1h",
-               "--cells", str(tmp_path / "cells"), "--out", str(out), "--reference", "asha"])
+               "--datasets", "TEX_DTD", "--seeds", "2", "--seeds-for", "random=1",
+               "--budget", "1h", "--cells", str(tmp_path / "cells"), "--out", str(out),
+               "--reference", "asha"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["workers"] == [1, 2] and set(summary["methods"]) == {"asha", "random"}
@@ -286,6 +287,7 @@ def test_parallel_command_writes_the_report(tmp_path):
     assert "| random | 2 |" in (out / "summary.md").read_text()
     assert set(json.loads((out / "results.json").read_text())) == {"1", "2"}
     assert (tmp_path / "cells" / "w2" / "cells" / "asha__TEX_DTD__1.json").is_file()
+    assert summary["methods"]["random"]["2"]["cells"] == 1  # --seeds-for random=1
     assert main(["--metadata", str(SHARED), "--workers", "0", "--cells", str(tmp_path),
                  "--out", str(out)]) == 2
     assert main(["--metadata", str(SHARED), "--methods", "nope", "--cells", str(tmp_path),

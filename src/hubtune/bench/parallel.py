@@ -20,7 +20,8 @@ Command (writes ``summary.json``, ``summary.md``, ``regret_parallel.png`` and
 ``results.json`` into ``--out``)::
 
     python -m hubtune.bench.parallel --metadata ../shared/metadata/quicktune-extended \\
-        --methods quicktune,asha,random --workers 1,4,8 --budget 16h --seeds 10 \\
+        --methods quicktune,asha,random --workers 1,4,8 --budget 16h \\
+        --seeds 10 --seeds-for quicktune=5 \\
         --jobs 2 --cells bench-parallel --out docs/benchmarks/parallel
 """
 
@@ -395,10 +396,12 @@ def run_parallel(
     jobs: int = 1,
     rerun: Sequence[str] = (),
     progress: Callable[[str], None] | None = None,
+    seeds_for: dict[str, int] | None = None,
 ) -> tuple[dict[int, list[Trajectory]], dict[int, dict[str, Any]]]:
     """Run (or reuse) the grid for every worker count; returns trajectories and settings per count.
 
     Cells live in ``cells_dir / f"w{N}" / "cells"`` (the :mod:`hubtune.bench.suite` cache).
+    ``seeds_for`` gives some methods another number of seeds than ``seeds``.
     """
     from hubtune.bench.suite import BenchSettings, run_grid
     from hubtune.metadata import load_metadata
@@ -413,8 +416,14 @@ def run_parallel(
     for w in workers:
         settings = BenchSettings(metadata=str(Path(metadata).resolve()), budget=budget, workers=w)
         t0 = time.time()
-        trajs, failures, reused = run_grid(settings, methods, chosen, range(seeds),
-                                           Path(cells_dir) / f"w{w}", jobs=jobs, rerun=rerun)
+        trajs, failures, reused = [], [], 0
+        groups: dict[int, list[str]] = {}
+        for m in methods:
+            groups.setdefault((seeds_for or {}).get(m, seeds), []).append(m)
+        for n_seeds, group in groups.items():
+            t, f, r = run_grid(settings, group, chosen, range(n_seeds), Path(cells_dir) / f"w{w}",
+                               jobs=jobs, rerun=rerun)
+            trajs, failures, reused = trajs + t, failures + f, reused + r
         if failures:
             first = failures[0]
             raise ParallelBenchError(
@@ -437,6 +446,20 @@ def _parse_workers(text: str) -> list[int]:
     return ws
 
 
+def _parse_seeds_for(text: str) -> dict[str, int]:
+    out = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise ParallelBenchError(
+                f"--seeds-for takes METHOD=N pairs separated by commas, got {item!r}") from None
+        if out[name.strip()] < 1:
+            raise ParallelBenchError(f"--seeds-for: seeds must be >= 1, got {item!r}")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: see the module docstring."""
     p = argparse.ArgumentParser(prog="python -m hubtune.bench.parallel",
@@ -448,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--datasets", default="", help="comma-separated datasets (default: all)")
     p.add_argument("--budget", default="16h", help="simulated budget per run")
     p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
+    p.add_argument("--seeds-for", default="",
+                   help="other seed counts for some methods, e.g. 'quicktune=5'")
     p.add_argument("--jobs", type=int, default=1, help="processes running cells")
     p.add_argument("--cells", type=Path, required=True,
                    help="cache folder for the per-cell results (one subfolder per worker count)")
@@ -468,13 +493,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = get_method(m)
             if workers[-1] > 1 and not spec.supports_async:
                 raise ParallelBenchError(f"method {m!r} does not support several workers")
+        seeds_for = _parse_seeds_for(args.seeds_for)
         budget = parse_duration(args.budget)
         t0 = time.time()
         runs, settings = run_parallel(
             args.metadata, methods, workers, budget, args.seeds, args.cells,
             datasets=[d.strip() for d in args.datasets.split(",") if d.strip()] or None,
             jobs=args.jobs, rerun=[m.strip() for m in args.rerun.split(",") if m.strip()],
-            progress=lambda msg: print(msg, flush=True))
+            progress=lambda msg: print(msg, flush=True), seeds_for=seeds_for)
         elapsed = time.time() - t0
         summary = parallel_summary(runs, budget, reference=args.reference)
         command = "python -m hubtune.bench.parallel " + " ".join(
