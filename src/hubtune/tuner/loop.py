@@ -10,6 +10,13 @@ trainer for ``hubtune run``, or the tabular simulator in tests. It keeps
   (``optimizer_state.json``, written atomically), from which a resumed run
   continues exactly: results that reached the journal after the snapshot are
   told again, and steps that were running are redone from their checkpoint.
+
+What runs the steps is an :class:`~hubtune.tuner.executor.Executor`: in this
+process, one at a time (the default), or on several Ray workers at once
+(:mod:`hubtune.tuner.raypool`). With several workers the loop is asynchronous:
+whenever a worker is free the optimizer is asked for the next step (it never
+proposes a trial that is still running), and results are told as they arrive.
+A step whose worker died is re-queued and continues from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -18,12 +25,14 @@ import json
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hubtune.optim.protocol import Evaluator, Optimizer, Step, StepResult, step_prediction
+from hubtune.tuner.executor import Completion, Executor, InlineExecutor
 from hubtune.tuner.journal import (
     Journal,
     replay,
@@ -91,6 +100,10 @@ class SearchLoop:
         settings: JSON-compatible run settings, journaled at every start.
         on_event: called with (event, payload) for display/logging.
         after_result: called after each told result (e.g. checkpoint GC).
+        max_steps: stop asking after this many steps (redone steps included).
+        max_consecutive_failures: stop asking after this many failed results in a row.
+        executor: runs the steps; default: ``evaluator`` in this process, one at a time.
+        max_worker_losses: a step whose worker died this many times is recorded as failed.
     """
 
     SNAPSHOT = "optimizer_state.json"
@@ -106,6 +119,8 @@ class SearchLoop:
         after_result: Callable[[StepResult, Incumbent], None] | None = None,
         max_steps: int | None = None,
         max_consecutive_failures: int = 10,
+        executor: Executor | None = None,
+        max_worker_losses: int = 3,
     ) -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -117,6 +132,8 @@ class SearchLoop:
         self.after_result = after_result
         self.max_steps = max_steps
         self.max_consecutive_failures = max_consecutive_failures
+        self.executor: Executor = executor if executor is not None else InlineExecutor(evaluator)
+        self.max_worker_losses = max_worker_losses
         self.journal = Journal(self.out / "journal.jsonl")
         self.incumbent = Incumbent()
         self.results: list[StepResult] = []
@@ -176,9 +193,17 @@ class SearchLoop:
         return redo
 
     # -------------------------------------------------------------- run
-    def _finish(self, result: StepResult) -> None:
+    def running_trials(self) -> set[str]:
+        """Trial ids of the steps asked for and not finished yet (never evict their checkpoints)."""
+        return set(self._pending)
+
+    def _finish(self, result: StepResult, done: Completion | None = None) -> None:
         self._pending.pop(result.trial_id, None)
-        self.journal.append("result", **result_to_dict(result))
+        extra: dict[str, Any] = {}
+        if done is not None:
+            extra = {"worker": done.worker, "started": done.started,
+                     "finished": done.finished, **done.where}
+        self.journal.append("result", **result_to_dict(result), **extra)
         self.results.append(result)
         improved = self.incumbent.update(result, at=self.elapsed())
         self.optimizer.tell(result)
@@ -188,13 +213,35 @@ class SearchLoop:
         self.on_event(
             "result",
             {"result": result, "incumbent": self.incumbent, "improved": improved,
-             "elapsed": self.elapsed(), "budget": self.budget},
+             "elapsed": self.elapsed(), "budget": self.budget,
+             "worker": done.worker if done is not None else 0},
         )
 
-    def _run_step(self, step: Step) -> None:
-        self.on_event("step", {"step": step, "elapsed": self.elapsed(), "budget": self.budget})
-        result = self.evaluator.advance(step)
-        self._finish(result)
+    def _submit(self, step: Step) -> None:
+        worker = self.executor.submit(step)
+        self.on_event("step", {"step": step, "worker": worker, "elapsed": self.elapsed(),
+                               "budget": self.budget})
+
+    def _lost(self, done: Completion, losses: dict[tuple[str, int], int],
+              queue: deque[Step]) -> None:
+        """A worker died mid-step: re-queue the step (or give up on it after repeated losses)."""
+        key = (done.step.trial_id, done.step.to_epoch)
+        losses[key] = losses.get(key, 0) + 1
+        self.journal.append("note", what="worker_lost", step=step_to_dict(done.step),
+                            worker=done.worker, error=done.error, losses=losses[key],
+                            **done.where)
+        give_up = losses[key] >= self.max_worker_losses
+        self.on_event("requeue", {"step": done.step, "worker": done.worker, "error": done.error,
+                                  "losses": losses[key], "requeued": not give_up,
+                                  "elapsed": self.elapsed(), "budget": self.budget})
+        if give_up:
+            self._finish(StepResult(
+                done.step, [], status="failed",
+                reason=f"its worker died {losses[key]} times (last: {done.error})",
+                seconds=max(0.0, done.finished - done.started),
+            ), done)
+        else:
+            queue.appendleft(done.step)  # first in line: it continues from its checkpoint
 
     def _consecutive_failures(self) -> int:
         n = 0
@@ -204,51 +251,100 @@ class SearchLoop:
             n += 1
         return n
 
+    def _why_stop(self, steps: int) -> str | None:
+        """Why no further step may be asked for now (None: ask)."""
+        failing = self._consecutive_failures()
+        if failing >= self.max_consecutive_failures:
+            return f"{failing} candidates failed in a row (last: {self.results[-1].reason})"
+        if self.max_steps is not None and steps >= self.max_steps:
+            return "max_steps"
+        if self.budget_left() <= 0:
+            return "budget"
+        return None
+
+    def _fill(self, queue: deque[Step], steps: int, may_ask: bool) -> tuple[int, str | None]:
+        """Start steps on free slots: re-queued ones first, then (if ``may_ask``) the optimizer's.
+
+        Returns the number of steps counted so far and why asking stopped (None: it did not).
+        """
+        while self.executor.free_slots() > 0:
+            if queue:
+                step = queue.popleft()
+                self.journal.append("note", what="redo", step=step_to_dict(step))
+                self._submit(step)
+                continue
+            if not may_ask:
+                return steps, None
+            why = self._why_stop(steps)
+            if why is not None:
+                return steps, why
+            step = self.optimizer.ask(budget_left=self.budget_left())
+            if step is None:
+                # With steps still running the optimizer may have more once they report.
+                return steps, (None if self.executor.running() else "exhausted")
+            predicted = step_prediction(step, "seconds")
+            if predicted is not None and predicted > self.budget_left():
+                # Not worth starting: it would not finish within the budget.
+                self.journal.append("note", what="declined", step=step_to_dict(step),
+                                    predicted_seconds=predicted, left=self.budget_left())
+                return steps, "budget"
+            self._pending[step.trial_id] = step
+            self.journal.append("ask", step=step_to_dict(step))
+            self._snapshot()
+            self._submit(step)
+            steps += 1
+        return steps, None
+
     def run(self) -> LoopOutcome:
-        """Run (or resume) the search until the budget or the candidates are spent."""
+        """Run (or resume) the search until the budget or the candidates are spent.
+
+        Steps that were running when an earlier session died are redone first.
+        Once no further step may start (budget spent, nothing left to propose),
+        the steps still running are waited for, and their results kept.
+        """
         resumed = self.journal.path.exists()
         redo = self._restore() if resumed else []
         if not self._clock_fixed:
             self._t0 = time.monotonic()
-        self.journal.append("start", settings=self.settings, resumed=resumed)
+        self.journal.append("start", settings=self.settings, resumed=resumed,
+                            workers=self.executor.slots)
         self.on_event("start", {"resumed": resumed, "redo": len(redo),
+                                "workers": self.executor.slots,
                                 "elapsed": self.elapsed(), "budget": self.budget})
-        steps = 0
-        for step in redo:
-            self.journal.append("note", what="redo", step=step_to_dict(step))
-            self._run_step(step)
-            steps += 1
-        why = "budget"
+        queue: deque[Step] = deque(redo)
+        steps = len(redo)
+        losses: dict[tuple[str, int], int] = {}
+        why: str | None = None
+        draining = False
         while True:
-            failing = self._consecutive_failures()
-            if failing >= self.max_consecutive_failures:
-                last = self.results[-1]
-                why = f"{failing} candidates failed in a row (last: {last.reason})"
+            steps, stopped = self._fill(queue, steps, may_ask=why is None)
+            why = why or stopped
+            running = self.executor.running()
+            if not running:
                 break
-            if self.max_steps is not None and steps >= self.max_steps:
-                why = "max_steps"
-                break
-            left = self.budget_left()
-            if left <= 0:
-                why = "budget"
-                break
-            step = self.optimizer.ask(budget_left=left)
-            if step is None:
-                why = "exhausted"
-                break
-            predicted = step_prediction(step, "seconds")
-            if predicted is not None and predicted > self.budget_left():
-                # Not worth starting: it would not finish within the budget.
-                why = "budget"
-                self.journal.append("note", what="declined", step=step_to_dict(step),
-                                    predicted_seconds=predicted, left=self.budget_left())
-                break
-            self._pending[step.trial_id] = step
-            self.journal.append("ask", step=step_to_dict(step))
-            self._snapshot()
-            self._run_step(step)
-            steps += 1
+            if why is not None and not draining and not queue:
+                draining = True
+                self.journal.append("note", what="drain", why=why,
+                                    running=[step_to_dict(s) for s in running.values()])
+                self.on_event("drain", {"why": why, "running": dict(running),
+                                        "elapsed": self.elapsed(), "budget": self.budget})
+            for done in self.executor.wait():
+                if done.lost:
+                    self._lost(done, losses, queue)
+                else:
+                    assert done.result is not None
+                    self._finish(done.result, done)
+        why = why or "exhausted"
         elapsed = self.elapsed()
         self.journal.append("end", why=why, elapsed=elapsed)
         self.on_event("end", {"why": why, "elapsed": elapsed, "budget": self.budget})
         return LoopOutcome(why, elapsed, steps, self.results, self.incumbent)
+
+    def advance_outside_search(self, step: Step) -> StepResult | None:
+        """Carry out ``step`` on the executor without telling the optimizer (e.g. the
+        incumbent's final epochs after the search); ``None`` if its worker died."""
+        self.executor.submit(step)
+        while True:
+            for done in self.executor.wait():
+                if done.step == step:
+                    return done.result
