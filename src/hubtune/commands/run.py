@@ -41,6 +41,15 @@ def register(app: typer.Typer) -> None:
         pretrained: bool = typer.Option(True, help="Start from pretrained weights "
                                         "(--no-pretrained: random init, e.g. timm test models)."),
         log: str | None = typer.Option(None, help="Output: live (terminal panel), plain, json, quiet."),
+        workers: int = typer.Option(1, help="Steps run at once. Above 1 they run on Ray workers "
+                                    "(pip install 'hubtune[ray]'); see docs/parallel.md."),
+        gpus: str | None = typer.Option(None, help="Local GPUs the workers use, e.g. 0,1 "
+                                        "(with --device cuda; default: all)."),
+        gpus_per_trial: float | None = typer.Option(None, help="GPU share of one worker "
+                                                    "(default 1; 0.5 packs two trials per GPU)."),
+        ray_address: str | None = typer.Option(None, help="Join a running Ray cluster (auto or "
+                                               "HOST:PORT) instead of starting a local one; "
+                                               "--out must be on a filesystem all nodes share."),
     ) -> None:
         """Search which model to finetune and how, within a time budget; export the best model."""
         from hubtune.bench.budget import DurationError
@@ -70,7 +79,8 @@ def register(app: typer.Typer) -> None:
                 space=space_dict, max_epochs=max_epochs, seed=seed, device=device,
                 image_size=image_size, subset=subset, optimizer=optimizer, quota=quota,
                 final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
-                on_event=display,
+                workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
+                ray_address=ray_address, on_event=display,
             )
             result = tuner.fit(data)
         except (DataError, HubError, ConfigError, RunError, DurationError, QuotaError,

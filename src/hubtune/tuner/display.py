@@ -31,10 +31,12 @@ def _config_summary(cfg: Any) -> str:
 class SearchDisplay:
     """Callback for :class:`~hubtune.tuner.hubtuner.HubTuner`'s ``on_event``.
 
-    ``live``: a panel with budget used/left, the current step, the incumbent and
-    one line per finished step (default on a terminal). ``plain``: one line per
-    event (default when output is not a terminal). ``json``: one JSON object per
-    event on stdout, for scripts. ``quiet``: nothing.
+    ``live``: a panel with budget used/left, the current step (one row per
+    worker when several run at once), the incumbent and one line per finished
+    step (default on a terminal). ``plain``: one line per event (default when
+    output is not a terminal). ``json``: one JSON object per event on stdout,
+    for scripts (step and result events carry the ``worker`` slot). ``quiet``:
+    nothing.
     """
 
     def __init__(self, mode: Mode | None = None, console: Console | None = None) -> None:
@@ -48,6 +50,8 @@ class SearchDisplay:
         self.budget = 0.0
         self.incumbent: tuple[float, str | None, str | None] = (-math.inf, None, None)
         self.steps = 0
+        self.workers = 1
+        self.running: dict[int, str] = {}
         self._live: Live | None = None
         self._step_started = time.monotonic()
 
@@ -61,7 +65,11 @@ class SearchDisplay:
         score, model, trial = self.incumbent
         head.add_row("incumbent", f"{_pct(score)}  {model or '-'}  ({trial or '-'})")
         head.add_row("steps done", str(self.steps))
-        head.add_row("now", self.current)
+        if self.workers > 1:
+            for k in range(self.workers):
+                head.add_row(f"worker {k}", self.running.get(k, "idle"))
+        else:
+            head.add_row("now", self.current)
         tail = "\n".join(self.lines[-12:])
         return Panel(Group(head, tail), title="hubtune search", expand=False)
 
@@ -79,7 +87,12 @@ class SearchDisplay:
             return
         self.elapsed = float(payload.get("elapsed", self.elapsed))
         self.budget = float(payload.get("budget", self.budget) or self.budget)
+        worker = int(payload.get("worker", 0) or 0)
+        tag = f"w{worker} " if self.workers > 1 else ""
         if event == "start":
+            self.workers = int(payload.get("workers", 1) or 1)
+            if self.workers > 1:
+                self._emit(f"{self.workers} workers")
             if payload.get("resumed"):
                 self._emit(f"resuming: {self.elapsed:.0f}s of the budget already used, "
                            f"{payload.get('redo', 0)} interrupted step(s) to redo")
@@ -100,20 +113,35 @@ class SearchDisplay:
                 pred += ")"
             self.current = (f"{step.trial_id}: {step.config.model} -> epoch {step.to_epoch}"
                             f"{pred}\n      {_config_summary(step.config)}")
+            self.running[worker] = self.current
             if self.mode == "plain":
-                print(f"[{self.elapsed:6.0f}s] step   {self.current.splitlines()[0]}", flush=True)
+                print(f"[{self.elapsed:6.0f}s] {tag}step   {self.current.splitlines()[0]}",
+                      flush=True)
         elif event == "result":
             res, inc = payload["result"], payload["incumbent"]
+            self.running.pop(worker, None)
             self.steps += 1
             self.incumbent = (inc.score, (inc.config or {}).get("model"), inc.trial_id)
             last = res.records[-1] if res.records else None
             mark = " *new best*" if payload.get("improved") else ""
             status = "" if res.status in ("ok", "ended") else f" [{res.status}: {res.reason}]"
             self._emit(
-                f"[{self.elapsed:6.0f}s] {res.trial_id} {res.step.config.model:<22} "
+                f"[{self.elapsed:6.0f}s] {tag}{res.trial_id} {res.step.config.model:<22} "
                 f"epoch {last.epoch if last else '-':>3}  val {_pct(last.score if last else None):>7}"
                 f"  {res.seconds:6.1f}s{status}{mark}"
             )
+        elif event == "requeue":
+            step = payload["step"]
+            self.running.pop(worker, None)
+            self._emit(f"[{self.elapsed:6.0f}s] worker {worker} died during {step.trial_id} -> "
+                       f"epoch {step.to_epoch} ({payload.get('error')}); "
+                       + ("the step is re-queued from its last checkpoint"
+                          if payload.get("requeued", True) else
+                          f"recorded as failed after {payload.get('losses')} lost workers"))
+        elif event == "drain":
+            n = len(payload.get("running") or {})
+            self._emit(f"[{self.elapsed:6.0f}s] no new steps ({payload['why']}); waiting for "
+                       f"{n} running step(s) to finish")
         elif event == "final":
             self._emit(f"continuing the incumbent {payload['trial_id']} to epoch "
                        f"{payload['to_epoch']} (--final-epochs)")
@@ -139,6 +167,9 @@ class SearchDisplay:
                 out["result"] = {"trial_id": v.trial_id, "status": v.status, "reason": v.reason,
                                  "seconds": v.seconds,
                                  "records": [r.to_dict() for r in v.records]}
+            elif k == "running":
+                out["running"] = {str(w): {"trial_id": s.trial_id, "to_epoch": s.to_epoch}
+                                  for w, s in v.items()}
             elif k == "incumbent":
                 out["incumbent"] = {"score": v.score if math.isfinite(v.score) else None,
                                     "trial_id": v.trial_id}

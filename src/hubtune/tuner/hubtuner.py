@@ -49,9 +49,14 @@ class RunSettings:
     final_epochs: int = 0
     num_threads: int | None = None
     pretrained: bool = True
+    workers: int = 1
+    gpus: list[int] | None = None
+    gpus_per_trial: float | None = None
+    ray_address: str | None = None
 
-    # Settings that may change when resuming (budget can be extended).
-    RESUMABLE_CHANGES = ("budget", "quota", "final_epochs", "num_threads", "device")
+    # Settings that may change when resuming (budget can be extended; more workers added).
+    RESUMABLE_CHANGES = ("budget", "quota", "final_epochs", "num_threads", "device",
+                         "workers", "gpus", "gpus_per_trial", "ray_address")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,12 +128,48 @@ class _ContinuationGuard:
                 self.seen.get(result.trial_id, 0), result.records[-1].epoch
             )
 
-    def advance(self, step: Step) -> StepResult:
-        result = self.inner.advance(step)
-        known = self.seen.get(step.trial_id, 0)
+    def filter(self, result: StepResult) -> StepResult:
+        """Drop the epochs of ``result`` that were told already; remember the rest."""
+        known = self.seen.get(result.trial_id, 0)
         result.records = [r for r in result.records if r.epoch > known]
         self.observe(result)
         return result
+
+    def advance(self, step: Step) -> StepResult:
+        return self.filter(self.inner.advance(step))
+
+
+def _check_parallel(
+    workers: int, gpus: str | Sequence[int] | None, gpus_per_trial: float | None,
+    ray_address: str | None, device: str,
+) -> list[int] | None:
+    """Validate the parallel-run options; returns the GPU indices (or None)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise RunError(f"--workers must be a whole number >= 1, got {workers!r}")
+    gpu_list = None
+    if gpus is not None:
+        from hubtune.tuner.raypool import parse_gpus
+
+        gpu_list = parse_gpus(gpus)
+    if gpus_per_trial is not None and not 0 < gpus_per_trial <= 1:
+        raise RunError(f"--gpus-per-trial must be in (0, 1] (a worker trains on one GPU), "
+                       f"got {gpus_per_trial}")
+    if workers == 1:
+        used = [name for name, v in (("--gpus", gpu_list), ("--gpus-per-trial", gpus_per_trial),
+                                     ("--ray-address", ray_address)) if v]
+        if used:
+            raise RunError(f"{', '.join(used)} apply to Ray workers: add --workers 2 or more "
+                           f"(one worker runs in this process; pick its GPU with --device cuda:N)")
+        return None
+    if (gpu_list or gpus_per_trial) and not device.startswith("cuda"):
+        raise RunError("--gpus / --gpus-per-trial train on GPUs: add --device cuda")
+    if device.startswith("cuda:"):
+        raise RunError(f"with --workers use --device cuda, not {device}: Ray gives each worker "
+                       f"its GPU (choose which with --gpus)")
+    if gpu_list and ray_address:
+        raise RunError("--gpus picks GPUs of this machine; on a cluster (--ray-address) Ray "
+                       "assigns GPUs: use --gpus-per-trial")
+    return gpu_list
 
 
 class HubTuner:
@@ -143,6 +184,12 @@ class HubTuner:
         space: a :class:`~hubtune.space.SearchSpace` JSON dict restricting the space.
         max_epochs, seed, device, image_size, subset, optimizer, quota, final_epochs,
         num_threads, pretrained: see ``hubtune run --help``.
+        workers: steps run at once. 1 (default): in this process, without Ray; more:
+            on Ray workers (see ``docs/parallel.md``).
+        gpus: local GPU indices the workers may use (e.g. ``[0, 1]`` or ``"0,1"``).
+        gpus_per_trial: GPU share of one worker (default 1 on CUDA; 0.5 packs two per GPU).
+        ray_address: join this Ray cluster (``"auto"`` or ``"HOST:PORT"``) instead of
+            starting a local Ray instance; ``out`` must then be on a shared filesystem.
         on_event: callback ``(event, payload)`` for progress display.
     """
 
@@ -164,6 +211,10 @@ class HubTuner:
         final_epochs: int = 0,
         num_threads: int | None = None,
         pretrained: bool = True,
+        workers: int = 1,
+        gpus: str | Sequence[int] | None = None,
+        gpus_per_trial: float | None = None,
+        ray_address: str | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         from hubtune.bench.budget import parse_duration
@@ -178,7 +229,8 @@ class HubTuner:
             raise RunError(f"--max-epochs must be >= 1, got {max_epochs}")
         if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
             raise RunError(f"--device must be cpu or cuda, got {device!r}")
-        if device.startswith("cuda"):
+        gpu_list = _check_parallel(workers, gpus, gpus_per_trial, ray_address, device)
+        if device.startswith("cuda") and not ray_address:  # a cluster's driver may lack a GPU
             import torch
 
             if not torch.cuda.is_available():
@@ -187,7 +239,8 @@ class HubTuner:
             hub=hub, models=list(models) if models else None, space=space, max_epochs=max_epochs,
             seed=seed, device=device, image_size=image_size, subset=subset, optimizer=optimizer,
             quota=quota, final_epochs=final_epochs, num_threads=num_threads,
-            pretrained=pretrained,
+            pretrained=pretrained, workers=workers, gpus=gpu_list, gpus_per_trial=gpus_per_trial,
+            ray_address=ray_address or None,
         )
 
     # ------------------------------------------------------------ settings
@@ -210,7 +263,8 @@ class HubTuner:
             max_epochs=a["max_epochs"], seed=a["seed"], device=a["device"],
             image_size=int(image_size), subset=a["subset"], optimizer=a["optimizer"],
             quota=a["quota"], final_epochs=a["final_epochs"], num_threads=a["num_threads"],
-            pretrained=a["pretrained"],
+            pretrained=a["pretrained"], workers=a["workers"], gpus=a["gpus"],
+            gpus_per_trial=a["gpus_per_trial"], ray_address=a["ray_address"],
         )
         path = self.out / "run.json"
         if not path.exists():
@@ -264,11 +318,12 @@ class HubTuner:
         spec = get_method(settings.optimizer)
         optimizer = spec.load()(ctx, **dict(spec.options))
         store = CheckpointStore(self.out / "trials", settings.quota)
-        evaluator = _ContinuationGuard(TrainerEvaluator(
-            ds, store.root, max_epochs=settings.max_epochs, seed=settings.seed,
+        trainer = TrainerEvaluator(
+            ds, store.root.resolve(), max_epochs=settings.max_epochs, seed=settings.seed,
             device=settings.device, num_threads=settings.num_threads,
             pretrained=settings.pretrained,
-        ))
+        )
+        evaluator = _ContinuationGuard(trainer)
 
         def after_result(result: StepResult, incumbent: Any) -> None:
             best: dict[str, float] = {}
@@ -276,20 +331,42 @@ class HubTuner:
                 for rec in r.records:
                     if math.isfinite(rec.score):
                         best[r.trial_id] = max(best.get(r.trial_id, -math.inf), rec.score)
-            for ev in store.enforce_quota(best, protected={incumbent.trial_id} - {None}):
+            keep = ({incumbent.trial_id} | loop.running_trials()) - {None}
+            for ev in store.enforce_quota(best, protected=keep):
                 loop.journal.append("note", what="evicted", trial_id=ev.trial_id, bytes=ev.bytes)
 
-        loop = SearchLoop(
-            self.out, optimizer, evaluator, settings.budget, settings=settings.to_dict(),
-            on_event=self.on_event, after_result=after_result,
-        )
-        from hubtune.tuner.journal import replay
+        from hubtune.tuner.journal import Journal, replay
 
-        for r in replay(loop.journal).results:  # epochs told before a crash/resume
+        for r in replay(Journal(self.out / "journal.jsonl")).results:  # told before a resume
             evaluator.observe(r)
-        loop.start_clock(self._t0)  # data loading and setup count against the budget
-        outcome = loop.run()
-        return self._finish(ds, store, loop, outcome, settings)
+        executor = self._executor(settings, trainer, evaluator)
+        try:
+            loop = SearchLoop(
+                self.out, optimizer, evaluator, settings.budget, settings=settings.to_dict(),
+                on_event=self.on_event, after_result=after_result, executor=executor,
+            )
+            loop.start_clock(self._t0)  # data loading and setup count against the budget
+            outcome = loop.run()
+            return self._finish(ds, store, loop, outcome, settings)
+        finally:
+            if executor is not None:
+                executor.close()
+
+    def _executor(self, settings: RunSettings, trainer: Any, guard: _ContinuationGuard) -> Any:
+        """``None`` (steps run in this process) for one worker, else a Ray worker pool."""
+        if settings.workers <= 1:
+            return None
+        from hubtune.tuner.raypool import RayExecutor
+
+        gpus_per_trial = settings.gpus_per_trial
+        if gpus_per_trial is None:
+            gpus_per_trial = 1.0 if settings.device.startswith("cuda") else 0.0
+        cpus = settings.num_threads  # an explicit thread count is also the CPU share
+        return RayExecutor(
+            trainer, workers=settings.workers, status_dir=self.out / "workers",
+            address=settings.ray_address, gpus=settings.gpus, gpus_per_trial=gpus_per_trial,
+            cpus_per_trial=cpus, postprocess=guard.filter,
+        )
 
     # --------------------------------------------------------------- export
     def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
@@ -319,9 +396,11 @@ class HubTuner:
                 target = min(int(state["epoch"]) + settings.final_epochs, settings.max_epochs)
                 if target > int(state["epoch"]):
                     self.on_event("final", {"trial_id": chosen, "to_epoch": target})
-                    res = loop.evaluator.advance(Step(chosen, cfg, target, {"why": "final epochs"}))
+                    res = loop.advance_outside_search(
+                        Step(chosen, cfg, target, {"why": "final epochs"}))
                     loop.journal.append("note", what="final_epochs", trial_id=chosen,
-                                        to_epoch=target, status=res.status)
+                                        to_epoch=target,
+                                        status=res.status if res else "worker lost")
             best_dir = self.out / "best"
             metrics = export_trial(
                 store.trial_dir(chosen), ds, best_dir, device=settings.device,
