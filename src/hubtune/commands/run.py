@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
                                         "(--no-pretrained: random init, e.g. timm test models)."),
         log: str | None = typer.Option(None, help="Output: live (terminal panel), plain, json, quiet."),
         workers: int = typer.Option(1, help="Steps run at once. Above 1 they run on Ray workers "
-                                    "(pip install 'hubtune[ray]'); see docs/parallel.md."),
+                                    "(pip install ray); see docs/parallel.md."),
         gpus: str | None = typer.Option(None, help="Local GPUs the workers use, e.g. 0,1 "
                                         "(with --device cuda; default: all)."),
         gpus_per_trial: float | None = typer.Option(None, help="GPU share of one worker "
