@@ -13,6 +13,7 @@ from hubtune.optim.protocol import Step, StepResult
 from hubtune.optim.quicktune import (
     QuickTune,
     QuickTuneError,
+    QuickTuneSettings,
     expected_improvement,
     records_from_scores,
 )
@@ -183,3 +184,51 @@ def test_search_space_pool_holds_no_configs_that_train_identically():
     qt = QuickTune(load_default_surrogate(), max_epochs=10, space=space, seed=0)
     keys = [t.config.effective_key() for t in qt._trials]
     assert len(keys) == len(set(keys))
+
+
+def test_endgame_starts_no_config_that_cannot_reach_the_incumbents_epoch():
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    def run(endgame: bool, budget_left: float) -> list[Step]:
+        space = SearchSpace(["edgenext_small", "volo_d1_384"])
+        qt = QuickTune(load_default_surrogate(), max_epochs=10, space=space, seed=0,
+                       settings=QuickTuneSettings(endgame=endgame))
+        # both default anchors trained: one to epoch 4 (the incumbent), one to epoch 1
+        for tid, scores in ((qt.ask().trial_id, [0.6, 0.7, 0.75, 0.8]), (qt.ask().trial_id, [0.5])):
+            t = qt._trials[qt._index[tid]]
+            qt.tell(StepResult(Step(tid, t.config, len(scores)), records_from_scores(scores, [10.0] * len(scores))))
+        steps = []
+        for _ in range(5):
+            step = qt.ask(budget_left=budget_left)
+            if step is None:
+                break
+            steps.append(step)
+        return steps, {t.trial_id for t in qt._trials if t.scores}
+
+    # 25 s left at ~10 s per epoch: a new config reaches epoch 2 at most, the incumbent is at 4
+    steps, started = run(True, 25.0)
+    assert steps and all(s.trial_id in started for s in steps)
+    # without the rule, the same state does start never-trained configs
+    steps, started = run(False, 25.0)
+    assert any(s.trial_id not in started for s in steps)
+    # with plenty of budget left the rule does not bind
+    steps, started = run(True, 1e5)
+    assert any(s.trial_id not in started for s in steps)
+
+
+def test_schedule_epochs_present_epochs_as_a_fraction_of_the_schedule():
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+    from hubtune.surrogate.features import REFERENCE_EPOCHS, fidelity_features
+
+    space = SearchSpace(["edgenext_small"])
+    short = QuickTune(load_default_surrogate(), max_epochs=8, space=space, seed=0,
+                      settings=QuickTuneSettings(schedule_epochs=8))
+    # the last epoch of an 8-epoch schedule looks like the last of a 50-epoch one
+    np.testing.assert_allclose(short._fidelity(7, 8), fidelity_features(43.75, REFERENCE_EPOCHS), rtol=1e-6)
+    plain = QuickTune(load_default_surrogate(), max_epochs=8, space=space, seed=0)
+    np.testing.assert_allclose(plain._fidelity(7, 8), fidelity_features(7, 8), rtol=1e-6)
+    # slopes are per meta-dataset epoch: 6.25x flatter on the 8-epoch schedule
+    scores = [0.5, 0.6, 0.7]
+    assert short._curve(scores)[5] == pytest.approx(plain._curve(scores)[5] / 6.25)

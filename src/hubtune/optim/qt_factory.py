@@ -102,6 +102,9 @@ def make_quicktune(
     surrogate = _surrogate(ctx, variant, metatrain_overrides)
     if variant == "no_meta":
         surrogate = _untrained_like(surrogate, ctx.seed)
+    if ctx.candidates is None:
+        # A search space is searched with hubtune's trainer, whose schedules span max_epochs.
+        overrides.setdefault("schedule_epochs", ctx.max_epochs)
     settings = QuickTuneSettings(**overrides)
     if variant == "no_cost":
         settings.cost_power = 0.0

@@ -92,6 +92,20 @@ class QuickTuneSettings:
             so the surrogate conditions on known-good anchors of each model before
             its own proposals (off the meta-dataset's hub the prior alone can open
             with slow configs; a short budget cannot afford that).
+        endgame: with a known remaining budget, a never-started config is only
+            started if it can still train as many epochs as the incumbent's best
+            epoch before the budget ends (at its predicted seconds per epoch). A
+            probe that cannot get there can almost never become the result the
+            user gets; the Gaussian tail of a wide prior makes plain EI start such
+            probes anyway in the last minutes of a short run. Off by default: on
+            the 20-dataset replay it changed nothing at 1 h (8-epoch cap) and raised
+            the 16 h regret from 0.028 to 0.034 (method ``qt_endgame``).
+        schedule_epochs: the number of epochs the trials' learning-rate schedules
+            span. ``None``: the meta-dataset's (50 epochs; tabular replays of it).
+            When it differs (``hubtune run`` defines every schedule over
+            ``--max-epochs``), epochs are presented to the surrogate as the same
+            fraction of a 50-epoch schedule, so "the end of the schedule" (the
+            annealed learning rate) means the same thing as in meta-training.
         believe_pending: with several workers, condition the GP on a "kriging
             believer" fantasy for every step still running (its query row
             observed at the mean predicted when it was proposed), so the next
@@ -113,6 +127,8 @@ class QuickTuneSettings:
     refit_steps: int = 0
     refit_lr: float = 1e-3
     start_with_defaults: bool = True
+    endgame: bool = False
+    schedule_epochs: int | None = None
     believe_pending: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -276,7 +292,6 @@ class QuickTune:
     # ---------------------------------------------------------- observations
     def _observations(self) -> tuple[np.ndarray, np.ndarray]:
         rows, ys, prio = [], [], []
-        T = float(REFERENCE_EPOCHS)
         for i, t in enumerate(self._trials):
             n = t.epoch
             if n == 0:
@@ -284,8 +299,7 @@ class QuickTune:
             s = np.asarray(t.scores)
             for e in range(1, n + 1):
                 p = e - 1
-                fid = (e / T, math.log(e) / math.log(T), p / T, 1.0 / T)
-                rows.append((i, fid, curve_features(s[:p])))
+                rows.append((i, self._fidelity(p, e), self._curve(s[:p])))
                 ys.append(s[e - 1])
                 # keep each trial's most recent epochs first, then its first epoch
                 prio.append(0 if e == n else (1 if e == 1 else 2 + (n - e)))
@@ -306,6 +320,36 @@ class QuickTune:
             if t.seconds and np.mean(t.seconds) > 0 and (t.epoch >= 2 or not t.done)
         }
         return OnlineCost(self._cost_prior, [t.config.model for t in self._trials]).per_epoch(observed)
+
+    @property
+    def _epoch_scale(self) -> float:
+        sched = self.settings.schedule_epochs
+        return 1.0 if sched is None else REFERENCE_EPOCHS / float(sched)
+
+    def _fidelity(self, prefix_len: int, target_epoch: int) -> np.ndarray:
+        """Fidelity features of predicting ``target_epoch`` after ``prefix_len`` epochs,
+        in meta-dataset epochs (see ``schedule_epochs``)."""
+        T = float(REFERENCE_EPOCHS)
+        c = self._epoch_scale
+        e, p = target_epoch * c, prefix_len * c
+        return np.asarray(
+            [e / T, math.log(max(e, 1.0)) / math.log(T), p / T, (e - p) / T], dtype=np.float32
+        )
+
+    def _curve(self, scores: Sequence[float]) -> np.ndarray:
+        """Curve-prefix features; the slope is per meta-dataset epoch."""
+        out = curve_features(scores)
+        out[5] /= self._epoch_scale
+        return out
+
+    def _incumbent_epoch(self) -> int:
+        """The epoch at which the best score so far was observed (0 before any)."""
+        best, epoch = -math.inf, 0
+        for t in self._trials:
+            for e, s in enumerate(t.scores, start=1):
+                if s > best:
+                    best, epoch = s, e
+        return epoch
 
     def _believe_pending(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Observations plus one "kriging believer" fantasy per pending step.
@@ -343,7 +387,6 @@ class QuickTune:
         open_idx = [i for i, t in enumerate(self._trials) if not t.done and not t.pending and t.epoch < self.max_epochs]
         if not open_idx:
             return None
-        T = float(REFERENCE_EPOCHS)
         q_dyn, q_trial, q_k = [], [], []
         for i in open_idx:
             t = self._trials[i]
@@ -363,7 +406,7 @@ class QuickTune:
                 q_trial.append(i)
                 q_k.append(k)
                 q_dyn.append(
-                    np.concatenate([[e / T, math.log(e) / math.log(T), n / T, k / T], t.curve]).astype(np.float32)
+                    np.concatenate([self._fidelity(n, e), t.curve]).astype(np.float32)
                 )
         if not q_trial:
             return None
@@ -387,6 +430,8 @@ class QuickTune:
         acq = ei / np.power(np.maximum(cost, 1e-6), self.settings.cost_power)
         if budget_left is not None:
             fits = cost <= budget_left
+            if self.settings.endgame and len(y_obs):
+                fits &= started | (budget_left / np.maximum(per_epoch, 1e-9) >= self._incumbent_epoch())
             if not fits.any():
                 return None
             acq = np.where(fits, acq, -np.inf)
@@ -451,7 +496,7 @@ class QuickTune:
             if extra > 0:
                 self._overhead["resume" if was_started else "start"].append(float(extra))
         if t.scores:
-            t.curve = curve_features(t.scores)
+            t.curve = self._curve(t.scores)
         if status != "ok" or t.epoch >= self.max_epochs:
             t.done = True
         self._tells_since_neighbours += 1

@@ -271,3 +271,11 @@ def _register_builtins() -> None:
         description="Quick-Tune with the shipped surrogate as is (no per-fold meta-training)",
         options={"variant": "full"}, replace=True,
     )
+    register_method(
+        "qt_endgame", "hubtune.optim.qt_factory:make_quicktune", needs_metadata=True,
+        supports_async=True,
+        description="Quick-Tune variant: no new config starts once it cannot reach the "
+        "incumbent's epoch before the budget ends",
+        options={"variant": "full", "endgame": True},
+        prepare="hubtune.optim.qt_factory:prepare_quicktune", replace=True,
+    )
