@@ -232,3 +232,22 @@ def test_schedule_epochs_present_epochs_as_a_fraction_of_the_schedule():
     # slopes are per meta-dataset epoch: 6.25x flatter on the 8-epoch schedule
     scores = [0.5, 0.6, 0.7]
     assert short._curve(scores)[5] == pytest.approx(plain._curve(scores)[5] / 6.25)
+
+
+def test_val_size_adds_sampling_noise_to_observed_scores():
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    def posterior(val_size):
+        qt = QuickTune(load_default_surrogate(), max_epochs=8, space=SearchSpace(["edgenext_small"]),
+                       seed=0, settings=QuickTuneSettings(val_size=val_size, schedule_epochs=8))
+        tid = qt.ask().trial_id
+        t = qt._trials[qt._index[tid]]
+        qt.tell(StepResult(Step(tid, t.config, 2), records_from_scores([0.9, 0.6], [5.0, 5.0])))
+        x, y = qt._observations()
+        return qt.surrogate.predict(x, y, x, extra_noise=qt._sampling_noise(y))
+
+    (m_exact, s_exact), (m_noisy, s_noisy) = posterior(None), posterior(50)
+    # on 50 validation images a score of 0.6 is +-7 points: the GP trusts it less
+    assert (s_noisy > s_exact).all()
+    assert abs(m_noisy[0] - 0.6) > abs(m_exact[0] - 0.6)

@@ -43,6 +43,8 @@ class TaskContext:
             contains the target dataset (the benchmark enforces this).
         budget: total budget in seconds, when known.
         descriptors: model descriptors for every model the candidates/space name.
+        val_size: number of validation images the scores are measured on, when
+            known (optimizers may model the scores' sampling noise from it).
         dataset: the target dataset's name (for logs only; never for lookups
             into meta-training data).
     """
@@ -56,6 +58,7 @@ class TaskContext:
     budget: float | None = None
     descriptors: dict[str, ModelDescriptor] = field(default_factory=dict)
     dataset: str | None = None
+    val_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.candidates is None and self.space is None:

@@ -110,6 +110,11 @@ class QuickTuneSettings:
             believer" fantasy for every step still running (its query row
             observed at the mean predicted when it was proposed), so the next
             proposal is not a near copy of a running one (:meth:`QuickTune._believe_pending`).
+        val_size: validation images behind each observed score. When set, each
+            observation's binomial sampling variance ``s (1 - s) / val_size`` is
+            added to the GP's meta-learned noise: on a small validation set (a
+            few hundred images) one epoch's score is a few points noisy, and the
+            GP should not take a lucky epoch at face value.
         refit_steps: if > 0, each time the number of observed epochs reaches
             16, 32, 64, ... the network and GP hyperparameters are re-fitted to
             this task's observations for this many marginal-likelihood steps,
@@ -129,6 +134,7 @@ class QuickTuneSettings:
     start_with_defaults: bool = True
     endgame: bool = False
     schedule_epochs: int | None = None
+    val_size: int | None = None
     believe_pending: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -342,6 +348,14 @@ class QuickTune:
         out[5] /= self._epoch_scale
         return out
 
+    def _sampling_noise(self, y_obs: np.ndarray) -> np.ndarray | None:
+        """Binomial variance of each observed score on ``val_size`` images (or None)."""
+        n = self.settings.val_size
+        if not n or len(y_obs) == 0:
+            return None
+        p = np.clip(y_obs, 0.0, 1.0)
+        return p * (1.0 - p) / float(n)
+
     def _incumbent_epoch(self) -> int:
         """The epoch at which the best score so far was observed (0 before any)."""
         best, epoch = -math.inf, 0
@@ -414,7 +428,8 @@ class QuickTune:
         ks_arr = np.asarray(q_k, dtype=np.float64)
         xq = np.concatenate([self._static[trial_idx], np.stack(q_dyn)], axis=1)
         x_obs, y_obs = self._observations()
-        mean, std = self.surrogate.predict(*self._believe_pending(x_obs, y_obs), xq)
+        x_all, y_all = self._believe_pending(x_obs, y_obs)
+        mean, std = self.surrogate.predict(x_all, y_all, xq, extra_noise=self._sampling_noise(y_all))
         mean = np.minimum(mean, 1.0)  # scores are fractions (guards extrapolation on odd inputs)
         self._last_query = (trial_idx, ks_arr, mean, std)
 

@@ -109,8 +109,13 @@ class Surrogate:
         x_obs: np.ndarray,
         y_obs: np.ndarray,
         x_query: np.ndarray,
+        extra_noise: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and std of the (noise-free) score at each query row.
+
+        ``extra_noise`` (optional, one variance per observation) is added to the
+        meta-learned observation noise, e.g. the sampling variance of a score
+        measured on a small validation set.
 
         Exact GP conditioning computed directly with a Cholesky factor (the
         same maths as gpytorch's exact prediction, without its caches), so a
@@ -129,6 +134,8 @@ class Surrogate:
         k_oo = kernel(zo).to_dense().double()
         noise = self.likelihood.noise.double()
         k_oo = k_oo + noise * torch.eye(len(zo), dtype=torch.float64)
+        if extra_noise is not None:
+            k_oo = k_oo + torch.diag(torch.as_tensor(extra_noise, dtype=torch.float64))
         chol = torch.linalg.cholesky(k_oo + 1e-8 * torch.eye(len(zo), dtype=torch.float64))
         k_qo = kernel(zq, zo).to_dense().double()
         resid = (yo - mo.double()).unsqueeze(-1)

@@ -313,7 +313,7 @@ class HubTuner:
             max_epochs=settings.max_epochs, seed=settings.seed, space=space,
             meta_features=ds.meta_features, budget=settings.budget,
             descriptors={m: get_descriptor(m) for m in settings.models},
-            dataset=Path(settings.data).name,
+            dataset=Path(settings.data).name, val_size=len(ds.val.labels),
         )
         spec = get_method(settings.optimizer)
         optimizer = spec.load()(ctx, **dict(spec.options))
