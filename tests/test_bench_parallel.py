@@ -269,7 +269,7 @@ def test_paired_difference_and_summary_tables(tmp_path):
     assert q4["to_base_target"]["time"] == 10.0 and q4["to_base_target"]["speedup"] == 10.0
     assert summary["comparisons"]["asha"]["4"]["difference"]["1m40s"]["value"] == pytest.approx(-0.1)
     md = render_parallel_md(summary)
-    assert "| quicktune | 4 |" in md and "10.0x" in md and "asha" in md
+    assert "| quicktune | 4 | 3 |" in md and "10.0x" in md and "| asha | 4 | 3 |" in md
     json.dumps(summary)  # JSON-compatible
 
 
@@ -284,7 +284,7 @@ def test_parallel_command_writes_the_report(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["workers"] == [1, 2] and set(summary["methods"]) == {"asha", "random"}
     assert (out / "regret_parallel.png").stat().st_size > 10_000
-    assert "| random | 2 |" in (out / "summary.md").read_text()
+    assert "| random | 2 | 1 |" in (out / "summary.md").read_text()
     assert set(json.loads((out / "results.json").read_text())) == {"1", "2"}
     assert (tmp_path / "cells" / "w2" / "cells" / "asha__TEX_DTD__1.json").is_file()
     assert summary["methods"]["random"]["2"]["cells"] == 1  # --seeds-for random=1

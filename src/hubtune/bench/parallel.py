@@ -264,7 +264,8 @@ def render_parallel_md(summary: dict[str, Any], preamble: Sequence[str] = ()) ->
     lines += list(preamble)
     lines += [
         "",
-        f"{len(summary['datasets'])} datasets x {len(summary['seeds'])} seeds; budget {last} of "
+        f"{len(summary['datasets'])} datasets x up to {len(summary['seeds'])} seeds (column "
+        f"'cells': dataset x seed runs per row); budget {last} of "
         "simulated wall-clock time for the whole pool of workers. Mean normalized regret "
         "with bootstrap 95% CIs over datasets x seeds. **Target** = the same method's "
         f"{base}-worker mean regret at {last}; **time to target** = first time the mean "
@@ -272,10 +273,10 @@ def render_parallel_md(summary: dict[str, Any], preamble: Sequence[str] = ()) ->
         f"**speed-up** = {last} / time to target. **Per cell** = median over cells of the time "
         f"to reach that cell's own {base}-worker {last} regret (share of cells reaching it).",
         "",
-        "| method | workers | " + " | ".join(f"regret {h}" for h in hs)
+        "| method | workers | cells | " + " | ".join(f"regret {h}" for h in hs)
         + f" | target ({base}w {last}) | time to target | speed-up | per cell "
         + "| " + " | ".join(f"time to {t:g}" for t in THRESHOLDS) + " | steps / run |",
-        "|---|---|" + "---|" * len(hs) + "---|---|---|---|" + "---|" * len(THRESHOLDS) + "---|",
+        "|---|---|---|" + "---|" * len(hs) + "---|---|---|---|" + "---|" * len(THRESHOLDS) + "---|",
     ]
     for m, by_w in summary["methods"].items():
         for w, e in sorted(by_w.items(), key=lambda kv: int(kv[0])):
@@ -295,7 +296,7 @@ def render_parallel_md(summary: dict[str, Any], preamble: Sequence[str] = ()) ->
                     f"({pc['reached']:.0%})")
             thr = " | ".join(f"{_fmt_time(e[f'time_to_{t:g}']['median'])} "
                              f"({e[f'time_to_{t:g}']['reached']:.0%})" for t in THRESHOLDS)
-            lines.append(f"| {m} | {w} | {regrets} | {target_cols} | {thr} | "
+            lines.append(f"| {m} | {w} | {e['cells']} | {regrets} | {target_cols} | {thr} | "
                          f"{e['steps_per_run']:.0f} |")
     ref = summary.get("reference")
     if ref and summary["comparisons"]:
@@ -304,15 +305,15 @@ def render_parallel_md(summary: dict[str, Any], preamble: Sequence[str] = ()) ->
             f"Mean over cells of ({ref} regret - other regret), paired, with bootstrap 95% CIs "
             f"(negative: {ref} is ahead); 'ahead' / 'behind' = share of the log time grid "
             f"(1 min to {last}) where {ref}'s mean regret is lower / higher.", "",
-            "| vs | workers | " + " | ".join(hs) + " | ahead | behind |",
-            "|---|---|" + "---|" * len(hs) + "---|---|",
+            "| vs | workers | cells | " + " | ".join(hs) + " | ahead | behind |",
+            "|---|---|---|" + "---|" * len(hs) + "---|---|",
         ]
         for m, by_w in summary["comparisons"].items():
             for w, c in sorted(by_w.items(), key=lambda kv: int(kv[0])):
                 diffs = " | ".join(
                     f"{c['difference'][h]['value']:+.4f} [{c['difference'][h]['low']:+.4f}, "
                     f"{c['difference'][h]['high']:+.4f}]" for h in hs)
-                lines.append(f"| {m} | {w} | {diffs} | {c['ahead_share']:.0%} | "
+                lines.append(f"| {m} | {w} | {c['cells']} | {diffs} | {c['ahead_share']:.0%} | "
                              f"{c['behind_share']:.0%} |")
     lines.append("")
     return "\n".join(lines)
