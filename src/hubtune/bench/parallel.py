@@ -374,7 +374,7 @@ def plot_parallel(summary: dict[str, Any], out_dir: Path, fname: str = "regret_p
         ax.set_xlabel("simulated wall-clock time (hours, log)")
     for row in axes:
         row[0].set_ylabel("mean normalized regret")
-    fig.suptitle(f"Mean normalized regret vs time, {len(summary['datasets'])} datasets x "
+    fig.suptitle(f"Mean normalized regret vs time, {len(summary['datasets'])} datasets x up to "
                  f"{len(summary['seeds'])} seeds (95% bootstrap bands); dashed: 1-worker "
                  f"{last} mean", fontsize=9)
     fig.tight_layout()
