@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
                                         "(with --device cuda; default: all)."),
         gpus_per_trial: float | None = typer.Option(None, help="GPU share of one worker "
                                                     "(default 1; 0.5 packs two trials per GPU)."),
+        surrogate: Path | None = typer.Option(None, help="Surrogate folder written by 'hubtune "
+                                              "metatrain' (e.g. specialised to your hub) instead "
+                                              "of the shipped one."),
         ray_address: str | None = typer.Option(None, help="Join a running Ray cluster (auto or "
                                                "HOST:PORT) instead of starting a local one; "
                                                "--out must be on a filesystem all nodes share."),
@@ -80,7 +83,7 @@ def register(app: typer.Typer) -> None:
                 image_size=image_size, subset=subset, optimizer=optimizer, quota=quota,
                 final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
                 workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
-                ray_address=ray_address, on_event=display,
+                ray_address=ray_address, surrogate=surrogate, on_event=display,
             )
             result = tuner.fit(data)
         except (DataError, HubError, ConfigError, RunError, DurationError, QuotaError,

@@ -43,6 +43,8 @@ class TaskContext:
             contains the target dataset (the benchmark enforces this).
         budget: total budget in seconds, when known.
         descriptors: model descriptors for every model the candidates/space name.
+        surrogate_dir: a surrogate folder (``hubtune metatrain`` output) that
+            surrogate-based optimizers use instead of the shipped default.
         val_size: number of validation images the scores are measured on, when
             known (optimizers may model the scores' sampling noise from it).
         dataset: the target dataset's name (for logs only; never for lookups
@@ -59,6 +61,7 @@ class TaskContext:
     descriptors: dict[str, ModelDescriptor] = field(default_factory=dict)
     dataset: str | None = None
     val_size: int | None = None
+    surrogate_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.candidates is None and self.space is None:

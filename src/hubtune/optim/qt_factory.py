@@ -68,7 +68,7 @@ def _metatrain_settings(variant: str, metatrain_overrides: dict[str, Any] | None
 
 def _surrogate(ctx: TaskContext, variant: str, metatrain_overrides: dict[str, Any] | None) -> Surrogate:
     if ctx.train_metadata is None:
-        return load_default_surrogate()
+        return load_default_surrogate(ctx.surrogate_dir)
     if variant == "specialised":
         from hubtune.surrogate.specialised import specialised_surrogate_for
 

@@ -49,6 +49,7 @@ class RunSettings:
     final_epochs: int = 0
     num_threads: int | None = None
     pretrained: bool = True
+    surrogate: str | None = None
     workers: int = 1
     gpus: list[int] | None = None
     gpus_per_trial: float | None = None
@@ -215,6 +216,7 @@ class HubTuner:
         gpus: str | Sequence[int] | None = None,
         gpus_per_trial: float | None = None,
         ray_address: str | None = None,
+        surrogate: str | Path | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         from hubtune.bench.budget import parse_duration
@@ -230,6 +232,15 @@ class HubTuner:
         if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
             raise RunError(f"--device must be cpu or cuda, got {device!r}")
         gpu_list = _check_parallel(workers, gpus, gpus_per_trial, ray_address, device)
+        if surrogate is not None:
+            from hubtune.surrogate.cache import load_default_surrogate
+            from hubtune.surrogate.model import SurrogateError
+
+            try:
+                load_default_surrogate(surrogate)
+            except (SurrogateError, OSError, ValueError) as exc:
+                raise RunError(f"--surrogate {surrogate}: {exc}") from None
+            surrogate = str(Path(surrogate).resolve())
         if device.startswith("cuda") and not ray_address:  # a cluster's driver may lack a GPU
             import torch
 
@@ -240,7 +251,7 @@ class HubTuner:
             seed=seed, device=device, image_size=image_size, subset=subset, optimizer=optimizer,
             quota=quota, final_epochs=final_epochs, num_threads=num_threads,
             pretrained=pretrained, workers=workers, gpus=gpu_list, gpus_per_trial=gpus_per_trial,
-            ray_address=ray_address or None,
+            ray_address=ray_address or None, surrogate=surrogate,
         )
 
     # ------------------------------------------------------------ settings
@@ -265,6 +276,7 @@ class HubTuner:
             quota=a["quota"], final_epochs=a["final_epochs"], num_threads=a["num_threads"],
             pretrained=a["pretrained"], workers=a["workers"], gpus=a["gpus"],
             gpus_per_trial=a["gpus_per_trial"], ray_address=a["ray_address"],
+            surrogate=a["surrogate"],
         )
         path = self.out / "run.json"
         if not path.exists():
@@ -314,6 +326,7 @@ class HubTuner:
             meta_features=ds.meta_features, budget=settings.budget,
             descriptors={m: get_descriptor(m) for m in settings.models},
             dataset=Path(settings.data).name, val_size=len(ds.val.labels),
+            surrogate_dir=settings.surrogate,
         )
         spec = get_method(settings.optimizer)
         optimizer = spec.load()(ctx, **dict(spec.options))
