@@ -45,12 +45,15 @@ def killed_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray")
     data = make_folder(root / "data", per_class=70, size=32)  # 210 images
     space = root / "space.json"
-    # Small batches: each epoch takes a moment, so the kill lands inside a step.
+    # Small batches: each epoch takes a moment, so the kill lands inside a step. The
+    # `defaults` optimizer (each model's default config, one epoch at a time) ends the
+    # run after 2 models x 4 epochs, so the budget is only a cap and a slow, busy
+    # machine (Ray start-up counts against the budget) cannot end it before the kill.
     space.write_text(json.dumps({"fixed": {"batch_size": 4}}))
     out = root / "run"
     cmd = [sys.executable, "-m", "hubtune.cli", "run", str(data), "--out", str(out),
-           "--budget", "35", "--hub", "test", "--models", "test_resnet,test_efficientnet",
-           "--max-epochs", "3", "--image-size", "32", "--optimizer", "asha",
+           "--budget", "600", "--hub", "test", "--models", "test_resnet,test_efficientnet",
+           "--max-epochs", "4", "--image-size", "32", "--optimizer", "defaults",
            "--no-pretrained", "--threads", "1", "--space", str(space), "--log", "json",
            "--workers", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -79,7 +82,7 @@ def killed_run(tmp_path_factory):
                     killed = info
                     break
             time.sleep(0.05)
-        stdout, stderr = proc.communicate(timeout=150)
+        stdout, stderr = proc.communicate(timeout=400)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -185,11 +188,15 @@ def test_driver_killed_with_two_steps_running_resumes_and_redoes_both(tmp_path):
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs Linux /proc to find and clean up the killed driver's Ray processes")
     data = make_folder(tmp_path / "data", per_class=40, size=32)
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"fixed": {"batch_size": 4}}))  # epochs of a few seconds
     out = tmp_path / "run"
+    # `defaults` ends after 2 models x 3 epochs: the budget is only a cap (see killed_run)
     cmd = [sys.executable, "-m", "hubtune.cli", "run", str(data), "--out", str(out),
-           "--budget", "30", "--hub", "test", "--models", "test_resnet,test_efficientnet",
-           "--max-epochs", "3", "--image-size", "32", "--optimizer", "asha",
-           "--no-pretrained", "--threads", "1", "--log", "json", "--workers", "2"]
+           "--budget", "600", "--hub", "test", "--models", "test_resnet,test_efficientnet",
+           "--max-epochs", "3", "--image-size", "32", "--optimizer", "defaults",
+           "--no-pretrained", "--threads", "1", "--log", "json", "--workers", "2",
+           "--space", str(space)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
