@@ -88,6 +88,12 @@ def surrogate_for(
     """A surrogate meta-trained on exactly ``metadata`` (cached on disk and in memory)."""
     s = settings or MetaTrainSettings()
     key = fold_key(metadata, seed, s, describe)
+    return cached_surrogate(key, lambda: metatrain(metadata, describe, seed=seed, settings=s), directory)
+
+
+def cached_surrogate(key: str, build: Callable[[], Surrogate], directory: Path | None = None) -> Surrogate:
+    """The surrogate cached under ``key`` (memory, then ``directory``/``cache_dir()``), else
+    ``build()`` it and store it atomically (a process that loses a race uses the winner's copy)."""
     with _LOCK:
         if key in _MEMO:
             return _MEMO[key]
@@ -95,7 +101,7 @@ def surrogate_for(
         try:
             sur = Surrogate.load(folder)
         except SurrogateError:
-            sur = metatrain(metadata, describe, seed=seed, settings=s)
+            sur = build()
             tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
             sur.save(tmp)
             try:

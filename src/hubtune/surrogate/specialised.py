@@ -11,9 +11,6 @@ base surrogate's files, so each fold is specialised once.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,15 +18,12 @@ from typing import Any
 from hubtune.hub.descriptor import ModelDescriptor
 from hubtune.surrogate.cache import (
     DEFAULT_SURROGATE_DIR,
-    cache_dir,
+    cached_surrogate,
     fold_key,
     load_default_surrogate,
 )
 from hubtune.surrogate.metatrain import SPECIALISE_SETTINGS, MetaTrainSettings, specialise
-from hubtune.surrogate.model import SPEC_FILE, WEIGHTS_FILE, Surrogate, SurrogateError
-
-_MEMO: dict[str, Surrogate] = {}
-_LOCK = threading.Lock()
+from hubtune.surrogate.model import SPEC_FILE, WEIGHTS_FILE, Surrogate
 
 
 def _base_fingerprint(base_dir: Path) -> str:
@@ -53,20 +47,6 @@ def specialised_surrogate_for(
     key = "spec-" + hashlib.sha1(
         (fold_key(metadata, seed, settings, describe) + _base_fingerprint(base_path)).encode()
     ).hexdigest()[:16]
-    with _LOCK:
-        if key in _MEMO:
-            return _MEMO[key]
-        folder = (directory or cache_dir()) / key
-        try:
-            sur = Surrogate.load(folder)
-        except SurrogateError:
-            sur = specialise(base, metadata, describe, seed=seed, settings=settings)
-            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-            sur.save(tmp)
-            try:
-                tmp.replace(folder)
-            except OSError:  # another process won the race; use its copy
-                shutil.rmtree(tmp, ignore_errors=True)
-                sur = Surrogate.load(folder)
-        _MEMO[key] = sur
-        return sur
+    return cached_surrogate(
+        key, lambda: specialise(base, metadata, describe, seed=seed, settings=settings), directory
+    )
