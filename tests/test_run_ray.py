@@ -188,15 +188,11 @@ def test_driver_killed_with_two_steps_running_resumes_and_redoes_both(tmp_path):
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs Linux /proc to find and clean up the killed driver's Ray processes")
     data = make_folder(tmp_path / "data", per_class=40, size=32)
-    space = tmp_path / "space.json"
-    space.write_text(json.dumps({"fixed": {"batch_size": 4}}))  # epochs of a few seconds
     out = tmp_path / "run"
-    # `defaults` ends after 2 models x 3 epochs: the budget is only a cap (see killed_run)
     cmd = [sys.executable, "-m", "hubtune.cli", "run", str(data), "--out", str(out),
-           "--budget", "600", "--hub", "test", "--models", "test_resnet,test_efficientnet",
-           "--max-epochs", "3", "--image-size", "32", "--optimizer", "defaults",
-           "--no-pretrained", "--threads", "1", "--log", "json", "--workers", "2",
-           "--space", str(space)]
+           "--budget", "30", "--hub", "test", "--models", "test_resnet,test_efficientnet",
+           "--max-epochs", "3", "--image-size", "32", "--optimizer", "asha",
+           "--no-pretrained", "--threads", "1", "--log", "json", "--workers", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
