@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,13 @@ import hubtune.hub
 from hubtune.data import load_dataset
 from hubtune.finetune import TrainerError, TrainerEvaluator, advance, read_records
 from hubtune.finetune import checkpoint as ckpt
-from hubtune.finetune.engine import DIVERGED_FILE, RECORDS_FILE, evaluate_checkpoint
+from hubtune.finetune.engine import (
+    DIVERGED_FILE,
+    LOCK_FILE,
+    RECORDS_FILE,
+    evaluate_checkpoint,
+    trial_lock,
+)
 from hubtune.optim.protocol import Evaluator, Step
 from hubtune.space import Config
 
@@ -265,12 +273,27 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_usable(ds, weights,
 
 def test_checkpoint_is_safetensors_and_json_only(ds, weights, tmp_path):
     run(PLAIN.replace(opt="momentum"), 1, ds, tmp_path, weights)
-    names = sorted(p.name for p in tmp_path.iterdir())
+    # the trainer's lock file is empty: it only serialises trainers of the trial
+    assert (tmp_path / LOCK_FILE).stat().st_size == 0
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name != LOCK_FILE)
     assert names[0] == ckpt.CHECKPOINT_JSON and names[1] == RECORDS_FILE
     assert names[2].startswith("tensors-") and names[2].endswith(".safetensors") and len(names) == 3
     state = ckpt.read_state(tmp_path)
     assert state["config"] == PLAIN.replace(opt="momentum").to_dict() and state["epoch"] == 1
     assert any(k.endswith("momentum_buffer") for k in tensors_of(tmp_path))
+
+
+def test_one_trainer_at_a_time_per_trial(ds, weights, tmp_path):
+    """A second trainer of the same trial (e.g. a resumed run's worker while a dead
+    driver's worker still finishes its epoch) waits for the first to let go."""
+    done: list[Any] = []
+    with trial_lock(tmp_path):
+        t = threading.Thread(target=lambda: done.append(run(PLAIN, 1, ds, tmp_path, weights)))
+        t.start()
+        time.sleep(1.5)
+        assert t.is_alive() and not ckpt.has_checkpoint(tmp_path)  # blocked, nothing written
+    t.join(timeout=120)
+    assert not t.is_alive() and done[0].epoch == 1 and ckpt.has_checkpoint(tmp_path)
 
 
 # -------------------------------------------------------------- evaluator

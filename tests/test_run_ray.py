@@ -188,11 +188,15 @@ def test_driver_killed_with_two_steps_running_resumes_and_redoes_both(tmp_path):
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs Linux /proc to find and clean up the killed driver's Ray processes")
     data = make_folder(tmp_path / "data", per_class=40, size=32)
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"fixed": {"batch_size": 4}}))  # epochs of a few seconds
     out = tmp_path / "run"
+    # `defaults` ends after 2 models x 3 epochs: the budget is only a cap (see killed_run)
     cmd = [sys.executable, "-m", "hubtune.cli", "run", str(data), "--out", str(out),
-           "--budget", "30", "--hub", "test", "--models", "test_resnet,test_efficientnet",
-           "--max-epochs", "3", "--image-size", "32", "--optimizer", "asha",
-           "--no-pretrained", "--threads", "1", "--log", "json", "--workers", "2"]
+           "--budget", "600", "--hub", "test", "--models", "test_resnet,test_efficientnet",
+           "--max-epochs", "3", "--image-size", "32", "--optimizer", "defaults",
+           "--no-pretrained", "--threads", "1", "--log", "json", "--workers", "2",
+           "--space", str(space)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
@@ -235,6 +239,42 @@ def test_driver_killed_with_two_steps_running_resumes_and_redoes_both(tmp_path):
     assert after.ended and not after.interrupted
     asked = [(e["step"]["trial_id"], e["step"]["to_epoch"]) for e in events if e["event"] == "ask"]
     assert sorted(asked) == sorted((r.trial_id, r.step.to_epoch) for r in after.results)
+    assert (out / "best" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_joins_a_two_node_cluster_and_trains_on_both_nodes(tmp_path):
+    """A Ray cluster of two nodes (two raylets on loopback, one CPU each), joined with
+    ``--ray-address HOST:PORT``: one worker lands on each node, both train into the
+    shared run folder, and every asked step is told once."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'hubtune[ray]')")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        data = make_folder(tmp_path / "data", per_class=30, size=32)
+        out = tmp_path / "run"
+        cmd = [sys.executable, "-m", "hubtune.cli", "run", str(data), "--out", str(out),
+               "--budget", "600", "--hub", "test", "--models", "test_resnet,test_efficientnet",
+               "--max-epochs", "2", "--image-size", "32", "--optimizer", "defaults",
+               "--no-pretrained", "--threads", "1", "--log", "json", "--workers", "2",
+               "--ray-address", cluster.address]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        cluster.shutdown()
+    events = Journal(out / "journal.jsonl").events()
+    results = [e for e in events if e["event"] == "result"]
+    nodes = {e["node"] for e in results}
+    assert len(nodes) == 2, nodes  # each 1-CPU node holds one 1-CPU worker
+    assert {e["worker"] for e in results} == {0, 1}
+    asked = sorted((e["step"]["trial_id"], e["step"]["to_epoch"]) for e in events
+                   if e["event"] == "ask")
+    assert asked == sorted((e["step"]["trial_id"], e["step"]["to_epoch"]) for e in results)
+    assert len(asked) == 4 and all(e["status"] in ("ok", "ended") for e in results)
     assert (out / "best" / "model.safetensors").exists()
 
 

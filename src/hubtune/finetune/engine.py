@@ -20,6 +20,7 @@ Timing attribution in the returned :class:`~hubtune.records.EpochRecord` s:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -70,6 +71,7 @@ from hubtune.space.config import Config
 
 RECORDS_FILE = "records.jsonl"
 DIVERGED_FILE = "diverged.json"
+LOCK_FILE = ".lock"
 EVAL_BATCH_FACTOR = 2
 """Evaluation batches are this many times the training micro-batch (no gradients)."""
 
@@ -618,8 +620,9 @@ def advance(
         on_epoch: called with each finished epoch's record (progress display).
 
     Returns:
-        An :class:`AdvanceResult`; nothing is trained when ``to_epoch`` is not
-        beyond the trial's current epoch.
+        An :class:`AdvanceResult` with the epochs trained by this call; nothing is
+        trained (``records == []``) when ``to_epoch`` is not beyond the trial's
+        current epoch. One process at a time trains a trial (:func:`trial_lock`).
 
     Raises:
         TrainerError: invalid epochs or a checkpoint from different settings.
@@ -631,34 +634,60 @@ def advance(
     start = time.perf_counter()
     _validate_request(config, to_epoch, max_epochs)
     workdir = Path(workdir)
-    current = 0
-    if has_checkpoint(workdir):
-        state = read_state(workdir)
-        check_identity(state, trial_identity(config, max_epochs, seed, pretrained, data), workdir)
-        current = int(state.get("epoch", 0))
-    diverged = _read_diverged(workdir)
-    if diverged is not None:
-        reason, last_good = diverged
-        return AdvanceResult(
-            status="diverged", reason=reason, epoch=last_good, seconds=time.perf_counter() - start
-        )
-    if to_epoch <= current:
-        return AdvanceResult(epoch=current, seconds=time.perf_counter() - start)
-
-    old_threads = torch.get_num_threads()
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        if num_threads is not None:
-            torch.set_num_threads(int(num_threads))
-        with torch.random.fork_rng(devices=[]):
-            return _advance(
-                config, to_epoch, data, workdir, max_epochs, seed, device,
-                pretrained, weights_path, on_epoch, start,
+    with trial_lock(workdir):
+        current = 0
+        if has_checkpoint(workdir):
+            state = read_state(workdir)
+            check_identity(state, trial_identity(config, max_epochs, seed, pretrained, data), workdir)
+            current = int(state.get("epoch", 0))
+        diverged = _read_diverged(workdir)
+        if diverged is not None:
+            reason, last_good = diverged
+            return AdvanceResult(
+                status="diverged", reason=reason, epoch=last_good,
+                seconds=time.perf_counter() - start,
             )
-    finally:
-        torch.set_num_threads(old_threads)
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+        if to_epoch <= current:
+            return AdvanceResult(epoch=current, seconds=time.perf_counter() - start)
+
+        old_threads = torch.get_num_threads()
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            if num_threads is not None:
+                torch.set_num_threads(int(num_threads))
+            with torch.random.fork_rng(devices=[]):
+                return _advance(
+                    config, to_epoch, data, workdir, max_epochs, seed, device,
+                    pretrained, weights_path, on_epoch, start,
+                )
+        finally:
+            torch.set_num_threads(old_threads)
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+@contextlib.contextmanager
+def trial_lock(workdir: Path):
+    """Hold an exclusive lock on a trial directory while training it.
+
+    Two processes must never train one trial at once (their checkpoint writes
+    would interleave): for example a Ray worker of a killed driver that is still
+    finishing its epoch while the resumed run redoes the same step. The second
+    one waits here until the first is done or dead (the kernel releases a dead
+    process's lock). Advisory ``flock``; a no-op where ``fcntl`` is missing.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(workdir / LOCK_FILE, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _read_diverged(workdir: Path) -> tuple[str, int] | None:

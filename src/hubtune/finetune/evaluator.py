@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from hubtune.finetune.engine import TrainerError, advance
+from hubtune.finetune.engine import TrainerError, advance, read_records
 from hubtune.optim.protocol import Step, StepResult
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,199}$")
@@ -73,7 +73,12 @@ class TrainerEvaluator:
         return self.root / trial_id
 
     def advance(self, step: Step) -> StepResult:
-        """Train ``step.trial_id`` from its checkpoint to ``step.to_epoch`` (capped at max_epochs)."""
+        """Train ``step.trial_id`` from its checkpoint to ``step.to_epoch`` (capped at max_epochs).
+
+        The result holds the epochs trained by this call; when the checkpoint
+        already stood at or beyond the target (a redo after a crash), nothing is
+        trained and the result holds the checkpoint's epochs up to the target.
+        """
         start = time.perf_counter()
         target = min(int(step.to_epoch), self.max_epochs)
         try:
@@ -98,13 +103,21 @@ class TrainerEvaluator:
                 seconds=time.perf_counter() - start,
             )
         status, reason = result.status, result.reason
+        records = result.records
+        if status == "ok" and not records and result.epoch >= target:
+            # The checkpoint already holds this step's epochs: a step redone after a
+            # crash that came after its checkpoint was written but before its result
+            # was recorded. Hand back what the checkpoint holds up to the target;
+            # the caller drops epochs it has seen (``hubtune run`` does).
+            records = [r for r in read_records(self.trial_dir(step.trial_id))
+                       if r.epoch <= target]
         if status == "ok" and result.epoch >= self.max_epochs:
             status = "ended"
             if step.to_epoch > self.max_epochs:
                 reason = f"max_epochs={self.max_epochs} reached"
         return StepResult(
             step=step,
-            records=result.records,
+            records=records,
             status=status,
             reason=reason,
             seconds=time.perf_counter() - start,

@@ -130,9 +130,18 @@ class _ContinuationGuard:
             )
 
     def filter(self, result: StepResult) -> StepResult:
-        """Drop the epochs of ``result`` that were told already; remember the rest."""
+        """Drop the epochs of ``result`` that were told already; remember the rest.
+
+        A step that was to train on but brings no new epoch is made a failure: told
+        as a plain "ok" with nothing in it, an optimizer would ask for it again and
+        again (the run would spin without progress).
+        """
         known = self.seen.get(result.trial_id, 0)
         result.records = [r for r in result.records if r.epoch > known]
+        if result.status == "ok" and not result.records:
+            result.status = "failed"
+            result.reason = (f"the step to epoch {result.step.to_epoch} brought no new epoch "
+                             f"(epochs up to {known} were reported already)")
         self.observe(result)
         return result
 

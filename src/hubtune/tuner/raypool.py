@@ -136,8 +136,11 @@ class StepWorker:
         self.status = Path(status_dir) / f"slot-{slot}.json"
 
     def ready(self) -> dict[str, Any]:
-        """Where this worker runs (``pid``, ``host``): answers once it is up."""
-        return {"pid": os.getpid(), "host": socket.gethostname()}
+        """Where this worker runs (``pid``, ``host``, Ray ``node`` id): answers once it is up."""
+        import ray
+
+        return {"pid": os.getpid(), "host": socket.gethostname(),
+                "node": ray.get_runtime_context().get_node_id()}
 
     def advance(self, step: dict[str, Any]) -> dict[str, Any]:
         """Advance the step (JSON form); returns the result (JSON form) and where/when it ran."""
@@ -319,7 +322,7 @@ class RayExecutor:
             where: dict[str, Any] = {}
             try:
                 info = json.loads(status.read_text())
-                where = {"pid": info.get("pid"), "host": info.get("host")}
+                where = {"pid": info.get("pid"), "host": info.get("host"), "node": info.get("node")}
                 submitted = float(info.get("started", submitted))
             except (OSError, ValueError):
                 pass
