@@ -45,14 +45,38 @@ class TrialSummary:
         return max(finite) if finite else float("nan")
 
 
+def result_times(journal: Journal) -> list[float]:
+    """Budget-clock time of each ``result`` event: seconds since the run's first
+    start, the sessions before a resume counted to their last event (as the
+    budget counts them). For a parallel run this is wall clock, not the sum of
+    the workers' step seconds."""
+    times: list[float] = []
+    done, start, last = 0.0, None, None
+    for e in journal:
+        t = float(e.get("t", 0.0))
+        kind = e.get("event")
+        if kind == "start":
+            if start is not None and last is not None:
+                done += last - start
+            start = t
+        elif kind == "result":
+            times.append(done + (t - start if start is not None else 0.0))
+        last = t
+    return times
+
+
 def summarize(journal_path: Path) -> tuple[dict[str, TrialSummary], list[dict[str, Any]]]:
-    """Per-trial summaries and the chronological decision log from a journal."""
-    history = replay(Journal(journal_path))
+    """Per-trial summaries and the chronological decision log from a journal.
+
+    Each log entry's ``time`` is the budget clock when the result arrived
+    (:func:`result_times`)."""
+    journal = Journal(journal_path)
+    history = replay(journal)
+    times = result_times(journal)
     trials: dict[str, TrialSummary] = {}
     log: list[dict[str, Any]] = []
-    clock = 0.0
     best = -math.inf
-    for res in history.results:
+    for i, res in enumerate(history.results):
         t = trials.setdefault(
             res.trial_id, TrialSummary(res.trial_id, res.step.config.to_dict())
         )
@@ -63,13 +87,12 @@ def summarize(journal_path: Path) -> tuple[dict[str, TrialSummary], list[dict[st
         for rec in res.records:
             t.epochs.append(rec.epoch)
             t.scores.append(rec.score)
-        clock += res.seconds
         observed = [r.score for r in res.records if math.isfinite(r.score)]
         if observed:
             best = max(best, max(observed))
         info = res.step.info or {}
         log.append({
-            "time": clock,
+            "time": times[i],
             "trial_id": res.trial_id,
             "model": res.step.config.model,
             "to_epoch": res.step.to_epoch,
@@ -142,7 +165,7 @@ def _plots(trials: dict[str, TrialSummary], log: list[dict[str, Any]], out: Path
     ys = [100 * e["incumbent"] for e in log if math.isfinite(e["incumbent"])]
     if xs:
         ax.step(xs, ys, where="post")
-    ax.set_xlabel("search time (s, training steps)")
+    ax.set_xlabel("search time (s, budget clock)")
     ax.set_ylabel("incumbent val top-1 (%)")
     ax.set_title("Incumbent over time")
     paths.append(save(fig, ax, out / "incumbent.png"))
