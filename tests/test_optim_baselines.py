@@ -193,3 +193,35 @@ def test_async_methods_never_propose_a_pending_trial(name):
     runs = table(n=15)
     traj = run_one(name, runs, seed=0, budget_seconds=400, workers=4, overhead_clock="none")
     assert traj.steps > 4 and math.isfinite(traj.final_regret)
+
+
+def _default_steps(order: str, epochs: int = 3):
+    """Drive the defaults baseline over a 3-model space, telling each step a score."""
+    from hubtune.optim.defaults import DefaultConfigs
+    from hubtune.optim.protocol import StepResult
+    from hubtune.records import EpochRecord
+
+    desc = {m: ModelDescriptor(m, m, "x", p, 224, g, None, "none")
+            for m, p, g in (("big", 50.0, 9.0), ("small", 5.0, 0.5), ("mid", 20.0, 2.0))}
+    space = SearchSpace(models=["big", "small", "mid"])
+    opt = DefaultConfigs(TaskContext(max_epochs=epochs, space=space, descriptors=desc),
+                         order=order)
+    steps = []
+    while (step := opt.ask()) is not None:
+        assert step.config == Config(model=step.config.model)  # the default config
+        steps.append((step.config.model, step.to_epoch))
+        opt.tell(StepResult(step, [EpochRecord(epoch=step.to_epoch, score=0.5)], status="ok"))
+    return steps
+
+
+def test_defaults_round_robin_shares_the_time_equally():
+    steps = _default_steps("round_robin")
+    assert steps[:3] == [("big", 1), ("small", 1), ("mid", 1)]
+    assert steps[3:6] == [("big", 2), ("small", 2), ("mid", 2)] and len(steps) == 9
+
+
+def test_defaults_sequential_trains_one_model_to_the_end_cheapest_first():
+    steps = _default_steps("sequential")
+    assert steps == [("small", 1), ("small", 2), ("small", 3), ("mid", 1), ("mid", 2),
+                     ("mid", 3), ("big", 1), ("big", 2), ("big", 3)]
+    assert get_method("defaults_sequential").options == {"order": "sequential"}

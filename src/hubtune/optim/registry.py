@@ -247,6 +247,12 @@ def _register_builtins() -> None:
             name, path, needs_metadata=needs_md, supports_async=is_async, description=desc,
             replace=True,
         )
+    register_method(
+        "defaults_sequential", "hubtune.optim.defaults:make_default_configs",
+        supports_async=True, options={"order": "sequential"}, replace=True,
+        description="every model with default hyperparameters, one model at a time to the "
+        "end of its schedule, cheapest first",
+    )
     # Quick-Tune and its ablations: one factory, per-fold surrogate meta-trained in `prepare`.
     quicktune = [
         ("quicktune", "full",
