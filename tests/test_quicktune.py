@@ -217,6 +217,55 @@ def test_endgame_starts_no_config_that_cannot_reach_the_incumbents_epoch():
     assert any(s.trial_id not in started for s in steps)
 
 
+def test_finish_reserve_keeps_the_time_to_finish_the_most_promising_trial():
+    """A short run that would spend its end on one-epoch probes finishes a trial instead."""
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    def run(reserve: bool, budget: float, a_scores: list[float]):
+        space = SearchSpace(["edgenext_small", "volo_d1_384"])
+        qt = QuickTune(load_default_surrogate(), max_epochs=8, space=space, seed=0,
+                       settings=QuickTuneSettings(finish_reserve=reserve, schedule_epochs=8))
+        a, b = qt.ask().trial_id, qt.ask().trial_id  # the two default anchors
+        for tid, scores in ((a, a_scores), (b, [0.5])):
+            t = qt._trials[qt._index[tid]]
+            qt.tell(StepResult(Step(tid, t.config, len(scores)),
+                               records_from_scores(scores, [10.0] * len(scores))))
+        left, steps = budget, []
+        while (step := qt.ask(budget_left=left)) is not None:
+            n = qt._trials[qt._index[step.trial_id]].epoch
+            k = step.to_epoch - n
+            info = step.info
+            if "reserved_for" in info:  # the reserved trial can still be finished afterwards
+                kept = qt._trials[qt._index[info["reserved_for"]]]
+                after = left - 10.0 * k
+                assert step.trial_id == kept.trial_id or \
+                    after >= 10.0 * (8 - kept.epoch) - 1e-6
+            scores = [0.6 + 0.01 * (n + j) for j in range(k)]
+            qt.tell(StepResult(step, records_from_scores(scores, [10.0] * k, start_epoch=n)))
+            left -= 10.0 * k
+            steps.append(step)
+        return qt, a, steps
+
+    # A stands at epoch 3 of 8 (10 s per epoch) with a flat curve: without the reserve the
+    # remaining 55 s go to one- and two-epoch probes and no trial reaches the end
+    qt, a, steps = run(False, 55.0, [0.6, 0.58, 0.6])
+    assert steps and steps[0].trial_id != a
+    assert max(t.epoch for t in qt._trials) < 8
+    # with it, the 50 s that finishing A takes are kept: A is trained to the end at once
+    qt, a, steps = run(True, 55.0, [0.6, 0.58, 0.6])
+    assert steps[0].trial_id == a and steps[0].info["reserved_for"] == a
+    assert steps[0].info["reserved_seconds"] == pytest.approx(50.0, abs=1.0)
+    assert qt._trials[qt._index[a]].epoch == 8
+    # with more time, probes run first, and a trial is still trained to the end
+    qt, a, steps = run(True, 80.0, [0.6, 0.58, 0.6])
+    assert any(s.trial_id != a for s in steps)
+    assert max(t.epoch for t in qt._trials) == 8
+    # once a finished trial holds the best final score, nothing is reserved
+    qt, a, steps = run(True, 55.0, [0.6, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.93])
+    assert steps and "reserved_for" not in steps[0].info
+
+
 def test_schedule_epochs_present_epochs_as_a_fraction_of_the_schedule():
     from hubtune.space.searchspace import SearchSpace
     from hubtune.surrogate.cache import load_default_surrogate

@@ -233,8 +233,13 @@ def test_driver_killed_with_two_steps_running_resumes_and_redoes_both(tmp_path):
     redone = [e for e in events[second:] if e["event"] == "result"
               and (e["step"]["trial_id"], e["step"]["to_epoch"]) in pending]
     assert len(redone) == 2 and {e["worker"] for e in redone} == {0, 1}
-    a, b = redone
-    assert a["started"] < b["finished"] and b["started"] < a["finished"]  # redone at once
+    # redone at once: both were sent to the workers before either came back (a redo can
+    # take milliseconds: a worker of the killed driver may have finished the epoch and
+    # written the checkpoint before it died; the redo then reports the epoch it holds)
+    at = {id(e): i for i, e in enumerate(events)}
+    assert max(at[id(n)] for n in redo_notes) < min(at[id(e)] for e in redone)
+    for e in redone:
+        assert [r["epoch"] for r in e["records"]] == [e["step"]["to_epoch"]]
     after = replay(Journal(out / "journal.jsonl"))
     assert after.ended and not after.interrupted
     asked = [(e["step"]["trial_id"], e["step"]["to_epoch"]) for e in events if e["event"] == "ask"]

@@ -115,6 +115,18 @@ class QuickTuneSettings:
             added to the GP's meta-learned noise: on a small validation set (a
             few hundred images) one epoch's score is a few points noisy, and the
             GP should not take a lucky epoch at face value.
+        finish_reserve: with a known remaining budget, keep the time to train one
+            started trial to the end of its schedule: the started, unfinished trial
+            with the highest predicted score at ``max_epochs`` (among those that
+            can still get there). Any other step is only taken if that trial can
+            still be finished after it. No reserve once a finished trial's final
+            score is at least that prediction. What a run hands over is a
+            checkpoint; with schedules over ``max_epochs`` an unfinished one has
+            not annealed. Without it, a short real run was seen spending its last
+            minutes on cheap one-epoch probes (high expected improvement per
+            second) and ending with no model trained to the end. On by default
+            for ``hubtune run`` (search-space mode); off for table replays
+            (method ``qt_finish`` turns it on there).
         refit_steps: if > 0, each time the number of observed epochs reaches
             16, 32, 64, ... the network and GP hyperparameters are re-fitted to
             this task's observations for this many marginal-likelihood steps,
@@ -136,6 +148,7 @@ class QuickTuneSettings:
     schedule_epochs: int | None = None
     val_size: int | None = None
     believe_pending: bool = True
+    finish_reserve: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -390,6 +403,39 @@ class QuickTune:
         vals = self._overhead[kind]
         return float(np.mean(vals)) if vals else 0.0
 
+    def _finish_reserve(
+        self, budget_left: float, open_idx: list[int], per_epoch: np.ndarray,
+        x_obs: np.ndarray, y_obs: np.ndarray,
+    ) -> tuple[int, float] | None:
+        """(trial index, seconds to finish it) the budget must keep, or None.
+
+        See ``QuickTuneSettings.finish_reserve``.
+        """
+        if not self.settings.finish_reserve:
+            return None
+        started = [i for i in open_idx if self._trials[i].epoch > 0]
+        if not started:
+            return None
+        rows = []
+        for i in started:
+            t = self._trials[i]
+            rows.append(np.concatenate([self._static[i], self._fidelity(t.epoch, self.max_epochs),
+                                        t.curve]))
+        final, _ = self.surrogate.predict(x_obs, y_obs, np.stack(rows).astype(np.float32),
+                                          extra_noise=self._sampling_noise(y_obs))
+        final = np.minimum(final, 1.0)
+        resume = self._overhead_estimate("resume")
+        to_finish = np.asarray([per_epoch[i] * (self.max_epochs - self._trials[i].epoch) + resume
+                                for i in started])
+        feasible = to_finish <= budget_left
+        if not feasible.any():
+            return None
+        k = int(np.argmax(np.where(feasible, final, -np.inf)))
+        finished = [t.scores[-1] for t in self._trials if t.scores and t.epoch >= self.max_epochs]
+        if finished and max(finished) >= final[k]:
+            return None  # a finished model is already as good as finishing would give
+        return started[k], float(to_finish[k])
+
     # ------------------------------------------------------------------- ask
     def ask(self, budget_left: float | None = None) -> Step | None:
         """The step with the highest expected improvement per predicted second."""
@@ -438,15 +484,21 @@ class QuickTune:
         else:
             best = float(np.median(mean))
         ei = expected_improvement(mean, std, best)
-        per_epoch = self._cost_per_epoch()[trial_idx]
+        per_epoch_all = self._cost_per_epoch()
+        per_epoch = per_epoch_all[trial_idx]
         started = np.asarray([self._trials[i].epoch > 0 for i in q_trial])
         overhead = np.where(started, self._overhead_estimate("resume"), self._overhead_estimate("start"))
         cost = per_epoch * ks_arr + overhead
         acq = ei / np.power(np.maximum(cost, 1e-6), self.settings.cost_power)
+        reserve = None
         if budget_left is not None:
             fits = cost <= budget_left
             if self.settings.endgame and len(y_obs):
                 fits &= started | (budget_left / np.maximum(per_epoch, 1e-9) >= self._incumbent_epoch())
+            reserve = self._finish_reserve(budget_left, open_idx, per_epoch_all, x_all, y_all)
+            if reserve is not None:
+                keep, keep_cost = reserve
+                fits &= (trial_idx == keep) | (cost + keep_cost <= budget_left)
             if not fits.any():
                 return None
             acq = np.where(fits, acq, -np.inf)
@@ -467,6 +519,9 @@ class QuickTune:
             "incumbent": best,
             "horizon": int(ks_arr[j]),
         }
+        if reserve is not None:
+            info["reserved_for"] = self._trials[reserve[0]].trial_id
+            info["reserved_seconds"] = float(reserve[1])
         return Step(trial_id=t.trial_id, config=t.config, to_epoch=t.epoch + int(ks_arr[j]), info=info)
 
     # ------------------------------------------------------------------ tell

@@ -278,6 +278,14 @@ def _register_builtins() -> None:
         options={"variant": "full"}, replace=True,
     )
     register_method(
+        "qt_finish", "hubtune.optim.qt_factory:make_quicktune", needs_metadata=True,
+        supports_async=True,
+        description="Quick-Tune variant: keeps the time to train the most promising started "
+        "trial to the end (on by default in hubtune run)",
+        options={"variant": "full", "finish_reserve": True},
+        prepare="hubtune.optim.qt_factory:prepare_quicktune", replace=True,
+    )
+    register_method(
         "qt_endgame", "hubtune.optim.qt_factory:make_quicktune", needs_metadata=True,
         supports_async=True,
         description="Quick-Tune variant: no new config starts once it cannot reach the "
