@@ -105,8 +105,6 @@ def make_quicktune(
     if ctx.candidates is None:
         # A search space is searched with hubtune's trainer, whose schedules span max_epochs.
         overrides.setdefault("schedule_epochs", ctx.max_epochs)
-        # ... and hands over a checkpoint: keep the time to finish one candidate.
-        overrides.setdefault("finish_reserve", True)
     if ctx.val_size:
         overrides.setdefault("val_size", ctx.val_size)
     settings = QuickTuneSettings(**overrides)

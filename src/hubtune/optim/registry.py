@@ -281,7 +281,7 @@ def _register_builtins() -> None:
         "qt_finish", "hubtune.optim.qt_factory:make_quicktune", needs_metadata=True,
         supports_async=True,
         description="Quick-Tune variant: keeps the time to train the most promising started "
-        "trial to the end (on by default in hubtune run)",
+        "trial to the end of its schedule",
         options={"variant": "full", "finish_reserve": True},
         prepare="hubtune.optim.qt_factory:prepare_quicktune", replace=True,
     )
