@@ -214,6 +214,24 @@ def test_own_format_round_trip_with_missing_meta_features_and_unmapped(tmp_path:
     np.testing.assert_array_equal(back["a"].scores, meta["a"].scores)
 
 
+def test_schedule_epochs_are_kept_by_append_subset_and_own_format(tmp_path: Path) -> None:
+    cfg = Config(model="resnet18")
+    recs = [EpochRecord(e, 0.2 * e, train_seconds=1.0) for e in (1, 2, 3)]
+    meta = MetaDataset()
+    meta.append("gen", "r1", cfg, recs, schedule_epochs=8)
+    meta.append("gen", "r2", cfg.replace(lr=1e-4), recs[:2], schedule_epochs=8)
+    meta.append("table", "t1", cfg, recs)
+    assert meta["gen"].schedule_epochs == 8 and meta["table"].schedule_epochs is None
+    assert meta["gen"].subset([1]).schedule_epochs == 8
+    meta.save(tmp_path)
+    back = MetaDataset.load(tmp_path)
+    assert back["gen"].schedule_epochs == 8 and back["table"].schedule_epochs is None
+    with pytest.raises(MetadataError, match="schedule epochs"):
+        meta.append("gen", "r3", cfg.replace(lr=1e-2), recs, schedule_epochs=4)
+    with pytest.raises(MetadataError, match="schedule_epochs must be a positive integer"):
+        DatasetRuns.from_curves("x", ["a"], [cfg], [[0.5]], [[1.0]], schedule_epochs=0)
+
+
 def test_load_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(MetadataError, match="no such file"):
         load_metadata(tmp_path / "missing")

@@ -118,6 +118,7 @@ def test_generate_writes_a_loadable_metadataset_of_real_runs(generated, folder):
         assert np.isfinite(runs.scores).all() and ((runs.scores >= 0) & (runs.scores <= 1)).all()
         assert (runs.seconds > 0).all()
         assert runs.meta_features.n_classes == 3 and runs.meta_features.n_images > 0
+        assert runs.schedule_epochs == 2  # the runs' schedules spanned --max-epochs
     # the two splits of one folder are different datasets: their curves differ
     assert not np.array_equal(meta["colours"].scores, meta["colours-seed1"].scores)
     assert meta["colours"].best > 0.5  # learnable: above chance (1/3)
@@ -299,3 +300,29 @@ def test_records_come_from_the_checkpoint_not_a_duplicated_records_file(generate
     lines = [rec[0], rec[1], rec[1]]
     (tmp_path / "records.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in lines))
     assert [r.epoch for r in _committed_records(tmp_path)] == [1, 2]
+
+
+def test_metatrain_reads_generated_epochs_as_the_optimizer_presents_them(generated):
+    """A run generated with --max-epochs E has its epochs presented to meta-training as
+    fractions of a 50-epoch schedule, exactly as Quick-Tune presents hubtune run's epochs
+    (schedule_epochs=E): the last epoch is the end of the schedule in both."""
+    from hubtune.optim.quicktune import QuickTune, QuickTuneSettings
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+    from hubtune.surrogate.features import FeatureBuilder
+    from hubtune.surrogate.metatrain import MetaTrainSettings, _episode, _prepare
+
+    out, _ = generated
+    runs = load_metadata(out)["colours"]
+    sur = load_default_surrogate()
+    prep = _prepare("colours", runs, FeatureBuilder.from_dict(sur.features.to_dict()),
+                    {"test_resnet": None, "test_efficientnet": None})
+    assert prep.epoch_scale == pytest.approx(25.0)  # 50 / 2
+    x, _ = _episode(np.random.default_rng(0), prep, MetaTrainSettings(runs_per_episode=8,
+                                                                      pairs_per_run=16))
+    dim = prep.static.shape[1]
+    qt = QuickTune(sur, max_epochs=2, space=SearchSpace(["test_resnet"]),
+                   settings=QuickTuneSettings(schedule_epochs=2))
+    allowed = {tuple(np.round(qt._fidelity(p, t), 5)) for t in (1, 2) for p in range(t)}
+    seen = {tuple(np.round(row, 5)) for row in x[:, dim:dim + 4].numpy()}
+    assert seen <= allowed and len(seen) >= 2

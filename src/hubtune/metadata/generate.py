@@ -372,7 +372,8 @@ def build_metadataset(outcomes: Sequence[RunOutcome], max_epochs: int | None = N
     unmapped = []
     for o in outcomes:
         if o.records:
-            meta.append(o.task.dataset.name, o.task.run_id, o.task.config, o.records, o.meta_features)
+            meta.append(o.task.dataset.name, o.task.run_id, o.task.config, o.records, o.meta_features,
+                        schedule_epochs=max_epochs)
         else:
             unmapped.append(UnmappedRun(o.task.dataset.name, o.task.run_id,
                                         f"{o.status}: {o.reason or 'no epoch recorded'}"))

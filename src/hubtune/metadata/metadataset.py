@@ -133,8 +133,12 @@ class MetaDataset:
         config: Config,
         records: Sequence[EpochRecord],
         meta_features: DatasetMetaFeatures | None = None,
+        schedule_epochs: int | None = None,
     ) -> None:
         """Add one run recorded by the trainer (epochs 1..n in order).
+
+        ``schedule_epochs``: the epochs its learning-rate schedule spanned
+        (:attr:`DatasetRuns.schedule_epochs`); one value per dataset.
 
         The per-epoch seconds stored are ``train_seconds + eval_seconds`` (the
         same quantity the published tables record; checkpoint I/O is left out).
@@ -165,11 +169,16 @@ class MetaDataset:
                 f"dataset {dataset!r}: meta-features {meta_features} differ from the recorded "
                 f"{existing.meta_features}"
             )
+        if existing is not None and existing.schedule_epochs != schedule_epochs:
+            raise MetadataError(
+                f"dataset {dataset!r}: runs with {schedule_epochs} schedule epochs cannot join "
+                f"runs recorded with {existing.schedule_epochs}"
+            )
         width = max(self.max_epochs, len(records))
         new = DatasetRuns.from_curves(
             dataset, [str(run_id)], [config], [scores], [seconds],
             meta_features if existing is None else (existing.meta_features or meta_features),
-            max_epochs=width,
+            max_epochs=width, schedule_epochs=schedule_epochs,
         )
         if existing is not None:
             old = existing.widened(width)
@@ -181,6 +190,7 @@ class MetaDataset:
                 np.vstack([old.seconds, new.seconds]),
                 np.concatenate([old.lengths, new.lengths]),
                 new.meta_features,
+                schedule_epochs,
             )
         if width > self.max_epochs:
             self._runs = {n: r.widened(width) for n, r in self._runs.items()}

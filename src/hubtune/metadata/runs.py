@@ -32,6 +32,11 @@ class DatasetRuns:
         seconds: float64 ``[n_runs, max_epochs]``, per-epoch training plus evaluation seconds.
         lengths: int64 ``[n_runs]``, number of recorded epochs of each run.
         meta_features: the dataset's meta-features, or ``None`` where the source had none.
+        schedule_epochs: how many epochs the runs' learning-rate schedules spanned, when
+            known and not the source's usual length (``hubtune metadata generate``
+            records its ``--max-epochs``); ``None`` for the Quick-Tune tables, whose
+            runs follow 50-epoch schedules. Meta-training presents epoch ``e`` as
+            epoch ``e * 50 / schedule_epochs``, as Quick-Tune does on ``hubtune run``.
         best: highest score over all epochs of all runs held (NaN when empty).
         worst: lowest score over all epochs of all runs held (NaN when empty).
 
@@ -52,6 +57,7 @@ class DatasetRuns:
     seconds: np.ndarray
     lengths: np.ndarray
     meta_features: DatasetMetaFeatures | None = None
+    schedule_epochs: int | None = None
     best: float = field(init=False)
     worst: float = field(init=False)
 
@@ -75,6 +81,9 @@ class DatasetRuns:
     def _validate(self) -> None:
         n = len(self.run_ids)
         where = f"dataset {self.dataset!r}"
+        se = self.schedule_epochs
+        if se is not None and (isinstance(se, bool) or not isinstance(se, int) or se < 1):
+            raise MetadataError(f"{where}: schedule_epochs must be a positive integer or None, got {se!r}")
         if len(self.configs) != n:
             raise MetadataError(f"{where}: {n} run ids but {len(self.configs)} configs")
         if not all(isinstance(c, Config) for c in self.configs):
@@ -124,6 +133,7 @@ class DatasetRuns:
         seconds: Sequence[Sequence[float]],
         meta_features: DatasetMetaFeatures | None = None,
         max_epochs: int | None = None,
+        schedule_epochs: int | None = None,
     ) -> DatasetRuns:
         """Build from ragged per-run curves (scores as fractions, seconds per epoch).
 
@@ -144,7 +154,8 @@ class DatasetRuns:
         for i, (a, b) in enumerate(zip(scores, seconds, strict=True)):
             s[i, : len(a)] = a
             c[i, : len(b)] = b
-        return cls(dataset, list(run_ids), list(configs), s, c, lengths, meta_features)
+        return cls(dataset, list(run_ids), list(configs), s, c, lengths, meta_features,
+                   schedule_epochs)
 
     # ------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -187,6 +198,7 @@ class DatasetRuns:
             self.seconds[rows],
             self.lengths[rows],
             self.meta_features,
+            self.schedule_epochs,
         )
 
     def widened(self, max_epochs: int) -> DatasetRuns:
@@ -205,6 +217,7 @@ class DatasetRuns:
             np.hstack([self.seconds, pad]),
             self.lengths,
             self.meta_features,
+            self.schedule_epochs,
         )
 
     def __repr__(self) -> str:

@@ -95,6 +95,7 @@ def _without_models(md: Any, models: Sequence[str]) -> Any:
             r.dataset, [x for x, k in zip(r.run_ids, keep, strict=True) if k],
             [c for c, k in zip(r.configs, keep, strict=True) if k],
             r.scores[keep], r.seconds[keep], r.lengths[keep], r.meta_features,
+            r.schedule_epochs,
         ))
     return MetaDataset(parts)
 

@@ -68,6 +68,7 @@ class _Prepared:
     scores: np.ndarray  # [n_runs, E] fraction, NaN after end
     lengths: np.ndarray  # [n_runs]
     curve: np.ndarray  # [n_runs, E + 1, N_CURVE]: curve features of each prefix length
+    epoch_scale: float = 1.0  # meta-dataset epochs per recorded epoch (50 / schedule_epochs)
 
 
 def _lengths(scores: np.ndarray) -> np.ndarray:
@@ -91,7 +92,13 @@ def _prepare(name: str, runs: _Runs, fb: FeatureBuilder, descriptors: dict[str, 
         s = np.where(np.isfinite(s), s, 0.0)
         for p in range(1, lengths[i] + 1):
             curve[i, p] = curve_features(s[:p])
-    return _Prepared(name, static, np.nan_to_num(scores, nan=0.0), lengths, curve)
+    # Runs whose schedules spanned another length are presented as the same fraction of
+    # a 50-epoch schedule, exactly as QuickTune presents hubtune run's epochs
+    # (QuickTuneSettings.schedule_epochs): fidelity in scaled epochs, slope per scaled epoch.
+    sched = getattr(runs, "schedule_epochs", None)
+    scale = 1.0 if sched is None else REFERENCE_EPOCHS / float(sched)
+    curve[..., 5] /= scale
+    return _Prepared(name, static, np.nan_to_num(scores, nan=0.0), lengths, curve, scale)
 
 
 def _episode(rng: np.random.Generator, data: _Prepared, s: MetaTrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,7 +111,9 @@ def _episode(rng: np.random.Generator, data: _Prepared, s: MetaTrainSettings) ->
     p = np.where(u < 0.35, t - 1, np.where(u < 0.6, 0, np.floor(rng.random(len(runs)) * t).astype(np.int64)))
     p = np.minimum(p, t - 1).astype(np.int64)
     T = float(REFERENCE_EPOCHS)
-    fid = np.stack([t / T, np.log(t) / np.log(T), p / T, (t - p) / T], axis=1).astype(np.float32)
+    te, pe = t * data.epoch_scale, p * data.epoch_scale
+    fid = np.stack([te / T, np.log(np.maximum(te, 1.0)) / np.log(T), pe / T, (te - pe) / T],
+                   axis=1).astype(np.float32)
     x = np.concatenate([data.static[runs], fid, data.curve[runs, p]], axis=1)
     y = data.scores[runs, t - 1]
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)

@@ -3,7 +3,8 @@
 A directory with:
 
 - ``metadata.json``: ``{"format": "hubtune-metadata", "version": 1, "max_epochs": int,
-  "datasets": [{"name", "run_ids", "configs", "meta_features"}...], "unmapped": [...]}``
+  "datasets": [{"name", "run_ids", "configs", "meta_features"[, "schedule_epochs"]}...],
+  "unmapped": [...]}``
 - ``arrays.safetensors``: for the dataset at position ``i`` of ``datasets``:
   ``{i}/scores`` and ``{i}/seconds`` (float64 ``[n_runs, max_epochs]``, NaN after
   the end) and ``{i}/lengths`` (int64 ``[n_runs]``).
@@ -61,6 +62,7 @@ def save_native(meta: MetaDataset, directory: Path) -> None:
                 "run_ids": runs.run_ids,
                 "configs": [c.to_dict() for c in runs.configs],
                 "meta_features": None if runs.meta_features is None else runs.meta_features.to_dict(),
+                **({} if runs.schedule_epochs is None else {"schedule_epochs": runs.schedule_epochs}),
             }
         )
     manifest = {
@@ -108,6 +110,7 @@ def load_native(directory: Path) -> MetaDataset:
                     _array(arrays, f"{i}/seconds", directory),
                     _array(arrays, f"{i}/lengths", directory),
                     None if mf is None else DatasetMetaFeatures.from_dict(mf),
+                    entry.get("schedule_epochs"),
                 )
             )
         unmapped = [UnmappedRun.from_dict(u) for u in manifest.get("unmapped", [])]
