@@ -12,6 +12,7 @@ validation), so results compare with +-0.4 points of test noise.
 
     python benchmarks/demo_vs_defaults.py --seeds 0,1,2 --out bench-demo       # runs all, in turn
     python benchmarks/demo_vs_defaults.py --evaluate runs/a runs/b             # only evaluate
+    python benchmarks/demo_vs_defaults.py --surrogate my-sur --out bench-demo  # search with it
 
 It prints one row per run, then per seed the search's 10k-test top-1 minus
 that of each baseline and minus the better of the baselines (the reference).
@@ -34,6 +35,8 @@ def run(out: Path, optimizer: str, seed: int, args: argparse.Namespace) -> None:
            "--optimizer", optimizer, "--log", "quiet", "--out", str(out)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.surrogate and optimizer == args.search:
+        cmd += ["--surrogate", str(args.surrogate)]
     subprocess.run(cmd, check=True)
 
 
@@ -62,8 +65,11 @@ def full_test_top1(best_dir: Path, batch: int = 500) -> float:
 def describe(run_dir: Path) -> dict:
     result = json.loads((run_dir / "result.json").read_text())
     settings = json.loads((run_dir / "run.json").read_text())
+    label = settings["optimizer"]
+    if settings.get("surrogate"):
+        label += "+" + Path(settings["surrogate"]).name
     return {
-        "run": str(run_dir), "optimizer": settings["optimizer"], "seed": settings["seed"],
+        "run": str(run_dir), "optimizer": label, "seed": settings["seed"],
         "model": result["model"], "steps": result.get("steps"),
         "val": result["metrics"]["val"]["top1"],
         "subset_test": result["metrics"].get("test", {}).get("top1"),
@@ -82,15 +88,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--optimizers", default="quicktune,defaults,defaults_sequential",
                     help="methods to run per seed (the first is the search)")
+    ap.add_argument("--surrogate", type=Path, default=None,
+                    help="surrogate folder for the search (hubtune run --surrogate)")
     args = ap.parse_args()
     args.search = args.optimizers.split(",")[0]
+    search_label = args.search + (f"+{args.surrogate.name}" if args.surrogate else "")
     torch.set_num_threads(args.threads or torch.get_num_threads())
     dirs = list(args.evaluate or [])
     optimizers = args.optimizers.split(",")
     if not dirs:
         for seed in [int(s) for s in args.seeds.split(",")]:
             for opt in optimizers:
-                d = args.out / f"{opt}-seed{seed}"
+                tag = f"{opt}+{args.surrogate.name}" if args.surrogate and opt == args.search else opt
+                d = args.out / f"{tag}-seed{seed}"
                 if not (d / "result.json").exists():
                     run(d, opt, seed, args)
                 dirs.append(d)
@@ -103,7 +113,7 @@ def main() -> None:
     by_seed: dict[int, dict[str, float]] = {}
     for r in rows:
         by_seed.setdefault(r["seed"], {})[r["optimizer"]] = r["full_test"]
-    search = args.search
+    search = search_label
     diffs: dict[str, list[float]] = {}
     for seed, scores in sorted(by_seed.items()):
         if search not in scores:
