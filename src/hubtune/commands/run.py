@@ -49,7 +49,9 @@ def register(app: typer.Typer) -> None:
                                                     "(default 1; 0.5 packs two trials per GPU)."),
         surrogate: Path | None = typer.Option(None, help="Surrogate folder written by 'hubtune "
                                               "metatrain' (e.g. specialised to your hub) instead "
-                                              "of the shipped one."),
+                                              "of the shipped one (default: the shipped "
+                                              "surrogate; for offline-hub models its "
+                                              "offline-specialised version)."),
         ray_address: str | None = typer.Option(None, help="Join a running Ray cluster (auto or "
                                                "HOST:PORT) instead of starting a local one; "
                                                "--out must be on a filesystem all nodes share."),

@@ -25,6 +25,9 @@ from hubtune.surrogate.model import Surrogate, SurrogateError
 DEFAULT_SURROGATE_DIR = Path(__file__).resolve().parents[1] / "assets" / "surrogate"
 """The shipped default surrogate (meta-trained on all 20 quicktune-extended datasets)."""
 
+OFFLINE_SURROGATE_DIR = DEFAULT_SURROGATE_DIR.parent / "surrogate-offline"
+"""The shipped surrogate continued on real runs of the offline hub (see its README.md)."""
+
 CACHE_VERSION = 2
 _MEMO: dict[str, Surrogate] = {}
 _LOCK = threading.Lock()
@@ -34,6 +37,20 @@ def cache_dir() -> Path:
     """Per-fold surrogate cache (``$HUBTUNE_SURROGATE_CACHE`` or ``~/.cache/hubtune/surrogates``)."""
     env = os.environ.get("HUBTUNE_SURROGATE_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "hubtune" / "surrogates"
+
+
+def default_surrogate_dir(models: list[str] | tuple[str, ...]) -> Path:
+    """The shipped surrogate a search over ``models`` uses when none is given.
+
+    A search whose models all belong to the offline hub gets the surrogate
+    specialised on real finetuning runs of exactly those models (on other
+    built-in datasets than Fashion-MNIST); any other search gets the default.
+    """
+    from hubtune.hub.published import OFFLINE_MODELS
+
+    if models and set(models) <= set(OFFLINE_MODELS) and OFFLINE_SURROGATE_DIR.is_dir():
+        return OFFLINE_SURROGATE_DIR
+    return DEFAULT_SURROGATE_DIR
 
 
 def load_default_surrogate(path: str | Path | None = None) -> Surrogate:

@@ -314,6 +314,7 @@ class HubTuner:
         from hubtune.optim.context import TaskContext
         from hubtune.optim.registry import get_method
         from hubtune.space import SearchSpace
+        from hubtune.surrogate.cache import default_surrogate_dir
         from hubtune.tuner.loop import SearchLoop, write_json_atomic
         from hubtune.tuner.store import CheckpointStore
 
@@ -335,7 +336,7 @@ class HubTuner:
             meta_features=ds.meta_features, budget=settings.budget,
             descriptors={m: get_descriptor(m) for m in settings.models},
             dataset=Path(settings.data).name, val_size=len(ds.val.labels),
-            surrogate_dir=settings.surrogate,
+            surrogate_dir=settings.surrogate or str(default_surrogate_dir(settings.models)),
         )
         spec = get_method(settings.optimizer)
         optimizer = spec.load()(ctx, **dict(spec.options))
