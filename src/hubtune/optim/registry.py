@@ -277,19 +277,18 @@ def _register_builtins() -> None:
         description="Quick-Tune with the shipped surrogate as is (no per-fold meta-training)",
         options={"variant": "full"}, replace=True,
     )
-    register_method(
-        "qt_finish", "hubtune.optim.qt_factory:make_quicktune", needs_metadata=True,
-        supports_async=True,
-        description="Quick-Tune variant: keeps the time to train the most promising started "
-        "trial to the end of its schedule",
-        options={"variant": "full", "finish_reserve": True},
-        prepare="hubtune.optim.qt_factory:prepare_quicktune", replace=True,
-    )
-    register_method(
-        "qt_endgame", "hubtune.optim.qt_factory:make_quicktune", needs_metadata=True,
-        supports_async=True,
-        description="Quick-Tune variant: no new config starts once it cannot reach the "
-        "incumbent's epoch before the budget ends",
-        options={"variant": "full", "endgame": True},
-        prepare="hubtune.optim.qt_factory:prepare_quicktune", replace=True,
-    )
+    # Quick-Tune with one end-of-budget setting switched on (both off in `quicktune`).
+    settings_variants = [
+        ("qt_finish", {"finish_reserve": True},
+         "Quick-Tune variant: keeps the time to train the most promising started "
+         "trial to the end of its schedule"),
+        ("qt_endgame", {"endgame": True},
+         "Quick-Tune variant: no new config starts once it cannot reach the "
+         "incumbent's epoch before the budget ends"),
+    ]
+    for name, extra, desc in settings_variants:
+        register_method(
+            name, "hubtune.optim.qt_factory:make_quicktune", needs_metadata=True,
+            supports_async=True, description=desc, options={"variant": "full", **extra},
+            prepare="hubtune.optim.qt_factory:prepare_quicktune", replace=True,
+        )
