@@ -99,7 +99,7 @@ def main() -> None:
     if not dirs:
         for seed in [int(s) for s in args.seeds.split(",")]:
             for opt in optimizers:
-                tag = f"{opt}+{args.surrogate.name}" if args.surrogate and opt == args.search else opt
+                tag = search_label if opt == args.search else opt  # as describe() labels it
                 d = args.out / f"{tag}-seed{seed}"
                 if not (d / "result.json").exists():
                     run(d, opt, seed, args)

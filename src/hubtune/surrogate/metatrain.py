@@ -34,6 +34,7 @@ class _Runs(Protocol):
     scores: np.ndarray
     seconds: np.ndarray
     meta_features: DatasetMetaFeatures
+    schedule_epochs: int | None
 
 
 class MetaTrainError(ValueError):
@@ -95,8 +96,7 @@ def _prepare(name: str, runs: _Runs, fb: FeatureBuilder, descriptors: dict[str, 
     # Runs whose schedules spanned another length are presented as the same fraction of
     # a 50-epoch schedule, exactly as QuickTune presents hubtune run's epochs
     # (QuickTuneSettings.schedule_epochs): fidelity in scaled epochs, slope per scaled epoch.
-    sched = getattr(runs, "schedule_epochs", None)
-    scale = 1.0 if sched is None else REFERENCE_EPOCHS / float(sched)
+    scale = 1.0 if runs.schedule_epochs is None else REFERENCE_EPOCHS / float(runs.schedule_epochs)
     curve[..., 5] /= scale
     return _Prepared(name, static, np.nan_to_num(scores, nan=0.0), lengths, curve, scale)
 
