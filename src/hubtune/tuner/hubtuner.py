@@ -200,6 +200,9 @@ class HubTuner:
         gpus_per_trial: GPU share of one worker (default 1 on CUDA; 0.5 packs two per GPU).
         ray_address: join this Ray cluster (``"auto"`` or ``"HOST:PORT"``) instead of
             starting a local Ray instance; ``out`` must then be on a shared filesystem.
+        surrogate: a folder written by ``hubtune metatrain`` for surrogate-based
+            optimizers; default: the shipped surrogate, or its offline-hub version
+            when every model is from the offline hub.
         on_event: callback ``(event, payload)`` for progress display.
     """
 
