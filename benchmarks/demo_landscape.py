@@ -30,6 +30,7 @@ VARIANTS: dict[str, dict] = {
     "smoothing0.1": {"smoothing": 0.1},
     "trivial_augment": {"data_augmentation": "trivial_augment"},
     "random_augment": {"data_augmentation": "random_augment"},
+    "bs8": {"batch_size": 8},
     "bs16": {"batch_size": 16},
     "bs64": {"batch_size": 64},
     "wd1e-2": {"weight_decay": 1e-2},
