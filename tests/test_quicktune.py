@@ -225,7 +225,8 @@ def test_finish_reserve_keeps_the_time_to_finish_the_most_promising_trial():
     def run(reserve: bool, budget: float, a_scores: list[float]):
         space = SearchSpace(["edgenext_small", "volo_d1_384"])
         qt = QuickTune(load_default_surrogate(), max_epochs=8, space=space, seed=0,
-                       settings=QuickTuneSettings(finish_reserve=reserve, schedule_epochs=8))
+                       settings=QuickTuneSettings(finish_reserve=reserve, schedule_epochs=8,
+                                                  cost_quantile=None))  # exact 10 s epochs here
         a, b = qt.ask().trial_id, qt.ask().trial_id  # the two default anchors
         for tid, scores in ((a, a_scores), (b, [0.5])):
             t = qt._trials[qt._index[tid]]
@@ -300,3 +301,72 @@ def test_val_size_adds_sampling_noise_to_observed_scores():
     # on 50 validation images a score of 0.6 is +-7 points: the GP trusts it less
     assert (s_noisy > s_exact).all()
     assert abs(m_noisy[0] - 0.6) > abs(m_exact[0] - 0.6)
+
+
+def test_cost_quantile_keeps_steps_whose_likely_duration_does_not_fit():
+    """After first steps ran twice as long as predicted, a new config is not started
+    in a remaining budget its point prediction fits but its likely duration does not."""
+    import math
+
+    from hubtune.optim.quicktune import COST_ERROR_PRIOR_STD
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    def state(quantile: float | None) -> QuickTune:
+        qt = QuickTune(load_default_surrogate(), max_epochs=8, space=SearchSpace(["edgenext_small"]),
+                       seed=0, settings=QuickTuneSettings(schedule_epochs=8, cost_quantile=quantile))
+        anchor = qt.ask()  # the default config, trained to the end: nothing left to continue there
+        qt.tell(StepResult(anchor, records_from_scores([0.9] * 8, [10.0] * 8)))
+        for _ in range(4):  # first steps of new configs, each twice its predicted seconds
+            step = qt.ask(budget_left=1e5)
+            assert qt._trials[qt._index[step.trial_id]].epoch == 0
+            k = step.to_epoch
+            real = 2.0 * step.info["cost"]
+            qt.tell(StepResult(step, records_from_scores([0.3] * k, [real / k] * k), seconds=real))
+        return qt
+
+    fresh = QuickTune(load_default_surrogate(), max_epochs=8, space=SearchSpace(["edgenext_small"]), seed=0)
+    assert fresh._cost_margin("start") == pytest.approx(math.exp(1.2815516 * COST_ERROR_PRIOR_STD), rel=1e-5)
+    assert state(0.9)._cost_margin("start") > 1.9  # learnt from the four 2x errors
+    assert state(None)._cost_margin("start") == 1.0
+
+    # with time to spare the margin changes nothing
+    a, b = state(None).ask(budget_left=1e5), state(0.9).ask(budget_left=1e5)
+    assert (a.trial_id, a.to_epoch) == (b.trial_id, b.to_epoch)
+    plain = state(None)
+    assert plain._trials[plain._index[a.trial_id]].epoch == 0  # a new config
+    # 1.2x its point prediction left: the point rule starts it, the quantile rule does not
+    left = 1.2 * a.info["cost"]
+    assert state(None).ask(budget_left=left).trial_id == a.trial_id
+    qt = state(0.9)
+    step = qt.ask(budget_left=left)
+    assert step is None or (step.trial_id != a.trial_id and step.info["cost_bound"] <= left)
+    # the errors are part of the state: a resumed optimizer has the same margin
+    again = state(0.9)
+    again.load_state_dict(json.loads(json.dumps(qt.state_dict())))
+    assert again._cost_margin("start") == pytest.approx(qt._cost_margin("start"))
+
+
+def test_linear_probing_head_only_epochs_do_not_count_as_the_trials_cost():
+    """The head-only epochs of a linear-probing config are cheap; what the next steps cost
+    comes from the cost model until the trial has run an epoch of full finetuning."""
+    from hubtune.space.config import linear_probing_epochs
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    qt = QuickTune(load_default_surrogate(), max_epochs=10, space=SearchSpace(["edgenext_small"]),
+                   seed=0, settings=QuickTuneSettings(schedule_epochs=10))
+    lp = qt.ask().config.replace(linear_probing=True)
+    head_only = linear_probing_epochs(10)
+    assert head_only == 2
+    qt.tell(StepResult(Step("lp", lp, head_only), records_from_scores([0.5, 0.6], [1.0, 1.0]), seconds=2.0))
+    i = qt._index["lp"]
+    assert qt._cost_per_epoch()[i] == pytest.approx(np.exp(qt._cost_prior[i]))
+    assert np.exp(qt._cost_prior[i]) != pytest.approx(1.0, rel=0.2)
+    # its first full-finetuning epoch is what its later epochs will cost
+    qt.tell(StepResult(Step("lp", lp, 3), records_from_scores([0.7], [12.0], start_epoch=2), seconds=12.0))
+    assert qt._cost_per_epoch()[i] == pytest.approx(12.0)
+    # a config without linear probing is measured from its first epoch
+    plain = lp.replace(linear_probing=False, lr=5e-4)
+    qt.tell(StepResult(Step("plain", plain, 1), records_from_scores([0.5], [3.0]), seconds=3.0))
+    assert qt._cost_per_epoch()[qt._index["plain"]] == pytest.approx(3.0)

@@ -15,8 +15,8 @@ from hubtune.finetune.engine import (
     read_records,
 )
 from hubtune.finetune.evaluator import TrainerEvaluator
-from hubtune.finetune.params import LINEAR_PROBING_FRACTION, linear_probing_epochs
 from hubtune.finetune.schedule import LRSchedule
+from hubtune.space.config import LINEAR_PROBING_FRACTION, linear_probing_epochs
 
 __all__ = [
     "LINEAR_PROBING_FRACTION",

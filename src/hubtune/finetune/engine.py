@@ -50,7 +50,6 @@ from hubtune.finetune.checkpoint import (
 from hubtune.finetune.params import (
     build_optimizer,
     build_param_groups,
-    linear_probing_epochs,
     plan_parameters,
     set_learning_rate,
     set_train_mode,
@@ -67,7 +66,7 @@ from hubtune.finetune.regularizers import (
 from hubtune.finetune.schedule import LRSchedule
 from hubtune.finetune.stochnorm import apply_stochnorm
 from hubtune.records import EpochRecord, StepStatus
-from hubtune.space.config import Config
+from hubtune.space.config import Config, linear_probing_epochs
 
 RECORDS_FILE = "records.jsonl"
 DIVERGED_FILE = "diverged.json"

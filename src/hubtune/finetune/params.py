@@ -7,7 +7,8 @@ The hub splits a model's parameters into layer groups ordered stem -> head
   non-head groups are frozen for the whole run (``1.0``: only the head trains).
   BatchNorm layers whose parameters are all frozen also keep their running
   statistics (they run in eval mode), so a frozen layer is truly unchanged.
-* ``linear_probing``: during the first :func:`linear_probing_epochs` epochs
+* ``linear_probing``: during the first
+  :func:`~hubtune.space.config.linear_probing_epochs` epochs
   only the head trains (LP), then every non-frozen group (FT).
 * ``layer_decay``: group ``i`` of ``G`` learns at ``lr * layer_decay**(G-1-i)``
   (timm/BEiT layer-wise decay; the head keeps the full rate).
@@ -30,26 +31,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from hubtune.space.config import Config
 
-LINEAR_PROBING_FRACTION = 0.2
-"""Share of ``max_epochs`` spent in the linear-probing (head-only) phase."""
-
 
 class ParameterGroupError(ValueError):
     """The hub's layer groups do not match the model's parameters."""
-
-
-def linear_probing_epochs(max_epochs: int) -> int:
-    """Length of the head-only phase for ``linear_probing=True``.
-
-    ``round(0.2 * max_epochs)``, at least 1, and at most ``max_epochs - 1`` so
-    the full finetuning phase always gets at least one epoch (for
-    ``max_epochs == 1`` the single epoch is linear probing).
-
-    >>> [linear_probing_epochs(m) for m in (1, 2, 4, 10, 50)]
-    [1, 1, 1, 2, 10]
-    """
-    lp = max(1, round(LINEAR_PROBING_FRACTION * max_epochs))
-    return min(lp, max(1, max_epochs - 1))
 
 
 def frozen_group_count(num_groups: int, pct_to_freeze: float) -> int:

@@ -30,19 +30,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from hubtune.hub.descriptor import ModelDescriptor
-from hubtune.optim.protocol import Step, StepResult
+from hubtune.optim.protocol import Step, StepResult, step_prediction
 from hubtune.records import EpochRecord
-from hubtune.space.config import Config
+from hubtune.space.config import Config, linear_probing_epochs
 from hubtune.surrogate.cost import OnlineCost
 from hubtune.surrogate.features import N_CURVE, REFERENCE_EPOCHS, curve_features
 from hubtune.surrogate.model import Surrogate
 
 _SQRT2 = math.sqrt(2.0)
+COST_ERROR_PRIOR_STD = 0.25
+"""Log-std of real / predicted step seconds assumed before a run has measured any."""
+COST_ERROR_PRIOR_STEPS = 3.0
+"""How many measured steps that assumption weighs as."""
 _SQRT2PI = math.sqrt(2.0 * math.pi)
 
 
@@ -127,6 +132,19 @@ class QuickTuneSettings:
             second) and ending with no model trained to the end. Off by default
             (method ``qt_finish``): on the 8-minute demo (3 seeds) it changed the
             10k-test top-1 by +0.23, -0.24 and +0.01 points (docs/optimizer.md).
+        cost_quantile: with a known remaining budget, a step is only started if
+            this quantile of its duration fits in it, not just the predicted
+            seconds: the prediction times a factor learnt from this run's own
+            errors, the log ratios of real to predicted seconds of its earlier
+            steps (first steps of a config and continuations apart, as their
+            errors differ; before any, a log-std of ``COST_ERROR_PRIOR_STD``
+            weighing as ``COST_ERROR_PRIOR_STEPS`` steps). The cost model is
+            meta-learned on GPU runs and corrected per model online, so a first
+            step of an unusual config (batch size 2 on a CPU) can take 1.4x
+            its prediction: with the point prediction alone a real 8-minute run
+            started such a step with 70 s left and ended 28 s over its budget.
+            ``None``: the point prediction must fit (the acquisition always
+            uses the point prediction).
         refit_steps: if > 0, each time the number of observed epochs reaches
             16, 32, 64, ... the network and GP hyperparameters are re-fitted to
             this task's observations for this many marginal-likelihood steps,
@@ -149,6 +167,7 @@ class QuickTuneSettings:
     val_size: int | None = None
     believe_pending: bool = True
     finish_reserve: bool = False
+    cost_quantile: float | None = 0.9
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -216,6 +235,7 @@ class QuickTune:
         self._cost_prior = np.zeros(0)
         self._journal: list[dict[str, Any]] = []
         self._overhead: dict[str, list[float]] = {"start": [], "resume": []}
+        self._cost_errors: dict[str, list[float]] = {"start": [], "resume": []}
         self._tells_since_neighbours = 0
         self._base_surrogate = surrogate
         self._next_refit = 16
@@ -333,11 +353,15 @@ class QuickTune:
     def _cost_per_epoch(self) -> np.ndarray:
         # Only trials that trained normally inform the cost model: a trial that
         # ended (crashed, diverged) at its first epoch did not pay a real epoch.
-        observed = {
-            i: float(np.mean(t.seconds))
-            for i, t in enumerate(self._trials)
-            if t.seconds and np.mean(t.seconds) > 0 and (t.epoch >= 2 or not t.done)
-        }
+        # A linear-probing trial's head-only epochs (the trainer's first
+        # linear_probing_epochs of the schedule) are far cheaper than the full
+        # finetuning that follows, so only its later epochs count as its cost.
+        head_only = linear_probing_epochs(self.settings.schedule_epochs or self.max_epochs)
+        observed = {}
+        for i, t in enumerate(self._trials):
+            secs = t.seconds[head_only:] if t.config.linear_probing else t.seconds
+            if secs and np.mean(secs) > 0 and (t.epoch >= 2 or not t.done):
+                observed[i] = float(np.mean(secs))
         return OnlineCost(self._cost_prior, [t.config.model for t in self._trials]).per_epoch(observed)
 
     @property
@@ -403,30 +427,54 @@ class QuickTune:
         vals = self._overhead[kind]
         return float(np.mean(vals)) if vals else 0.0
 
+    def _cost_margin(self, kind: str) -> float:
+        """Factor from a step's predicted seconds to the ``cost_quantile`` of its real ones.
+
+        The errors ``log(real / predicted)`` of this run's earlier steps of this
+        ``kind`` ("start" or "resume") are taken as normal; their mean and
+        variance are shrunk towards 0 and ``COST_ERROR_PRIOR_STD ** 2`` by
+        ``COST_ERROR_PRIOR_STEPS`` pseudo-steps.
+        """
+        q = self.settings.cost_quantile
+        if q is None:
+            return 1.0
+        errs = np.asarray(self._cost_errors[kind], dtype=np.float64)
+        k = COST_ERROR_PRIOR_STEPS
+        mu = float(errs.sum()) / (len(errs) + k)
+        var = (k * COST_ERROR_PRIOR_STD**2 + float(((errs - mu) ** 2).sum())) / (len(errs) + k)
+        return math.exp(mu + NormalDist().inv_cdf(q) * math.sqrt(var))
+
+    def _finish_rows(self, open_idx: list[int]) -> tuple[list[int], np.ndarray | None]:
+        """Started open trials and their query rows for the end of the schedule.
+
+        Empty unless ``QuickTuneSettings.finish_reserve`` is on; the rows are
+        predicted together with ``ask``'s own queries (one surrogate call).
+        """
+        if not self.settings.finish_reserve:
+            return [], None
+        started = [i for i in open_idx if self._trials[i].epoch > 0]
+        if not started:
+            return [], None
+        rows = [np.concatenate([self._static[i], self._fidelity(self._trials[i].epoch, self.max_epochs),
+                                self._trials[i].curve]) for i in started]
+        return started, np.stack(rows).astype(np.float32)
+
     def _finish_reserve(
-        self, budget_left: float, open_idx: list[int], per_epoch: np.ndarray,
-        x_obs: np.ndarray, y_obs: np.ndarray,
+        self, budget_left: float, started: list[int], final: np.ndarray, per_epoch: np.ndarray,
     ) -> tuple[int, float] | None:
         """(trial index, seconds to finish it) the budget must keep, or None.
 
-        See ``QuickTuneSettings.finish_reserve``.
+        ``started`` and ``final`` come from :meth:`_finish_rows` and the
+        surrogate's predicted final scores. See
+        ``QuickTuneSettings.finish_reserve``.
         """
-        if not self.settings.finish_reserve:
-            return None
-        started = [i for i in open_idx if self._trials[i].epoch > 0]
         if not started:
             return None
-        rows = []
-        for i in started:
-            t = self._trials[i]
-            rows.append(np.concatenate([self._static[i], self._fidelity(t.epoch, self.max_epochs),
-                                        t.curve]))
-        final, _ = self.surrogate.predict(x_obs, y_obs, np.stack(rows).astype(np.float32),
-                                          extra_noise=self._sampling_noise(y_obs))
         final = np.minimum(final, 1.0)
         resume = self._overhead_estimate("resume")
-        to_finish = np.asarray([per_epoch[i] * (self.max_epochs - self._trials[i].epoch) + resume
-                                for i in started])
+        # its likely duration, as for any step (cost_quantile)
+        to_finish = self._cost_margin("resume") * np.asarray(
+            [per_epoch[i] * (self.max_epochs - self._trials[i].epoch) + resume for i in started])
         feasible = to_finish <= budget_left
         if not feasible.any():
             return None
@@ -475,7 +523,11 @@ class QuickTune:
         xq = np.concatenate([self._static[trial_idx], np.stack(q_dyn)], axis=1)
         x_obs, y_obs = self._observations()
         x_all, y_all = self._believe_pending(x_obs, y_obs)
-        mean, std = self.surrogate.predict(x_all, y_all, xq, extra_noise=self._sampling_noise(y_all))
+        finish_idx, finish_rows = self._finish_rows(open_idx) if budget_left is not None else ([], None)
+        x_pred = xq if finish_rows is None else np.concatenate([xq, finish_rows])
+        mean, std = self.surrogate.predict(x_all, y_all, x_pred, extra_noise=self._sampling_noise(y_all))
+        final = mean[len(xq):]
+        mean, std = mean[:len(xq)], std[:len(xq)]
         mean = np.minimum(mean, 1.0)  # scores are fractions (guards extrapolation on odd inputs)
         self._last_query = (trial_idx, ks_arr, mean, std)
 
@@ -492,13 +544,14 @@ class QuickTune:
         acq = ei / np.power(np.maximum(cost, 1e-6), self.settings.cost_power)
         reserve = None
         if budget_left is not None:
-            fits = cost <= budget_left
+            margin = np.where(started, self._cost_margin("resume"), self._cost_margin("start"))
+            fits = cost * margin <= budget_left
             if self.settings.endgame and len(y_obs):
                 fits &= started | (budget_left / np.maximum(per_epoch, 1e-9) >= self._incumbent_epoch())
-            reserve = self._finish_reserve(budget_left, open_idx, per_epoch_all, x_all, y_all)
+            reserve = self._finish_reserve(budget_left, finish_idx, final, per_epoch_all)
             if reserve is not None:
                 keep, keep_cost = reserve
-                fits &= (trial_idx == keep) | (cost + keep_cost <= budget_left)
+                fits &= (trial_idx == keep) | (cost * margin + keep_cost <= budget_left)
             if not fits.any():
                 return None
             acq = np.where(fits, acq, -np.inf)
@@ -519,6 +572,8 @@ class QuickTune:
             "incumbent": best,
             "horizon": int(ks_arr[j]),
         }
+        if budget_left is not None:
+            info["cost_bound"] = float(cost[j] * margin[j])
         if reserve is not None:
             info["reserved_for"] = self._trials[reserve[0]].trial_id
             info["reserved_seconds"] = float(reserve[1])
@@ -533,6 +588,7 @@ class QuickTune:
             [(r.epoch, r.score, r.seconds) for r in result.records],
             result.status,
             result.seconds,
+            step_prediction(result.step, "seconds"),
         )
 
     def _apply(
@@ -542,6 +598,7 @@ class QuickTune:
         records: list[tuple[int, float, float]],
         status: str,
         seconds: float,
+        predicted_seconds: float | None = None,
     ) -> None:
         if trial_id not in self._index:
             if self.space is None:
@@ -550,10 +607,15 @@ class QuickTune:
         t = self._trials[self._index[trial_id]]
         was_started = t.epoch > 0
         t.pending = False
-        self._journal.append(
-            {"trial_id": trial_id, "config": config.to_dict(), "records": [list(r) for r in records],
-             "status": status, "seconds": seconds}
-        )
+        entry = {"trial_id": trial_id, "config": config.to_dict(),
+                 "records": [list(r) for r in records], "status": status, "seconds": seconds}
+        if predicted_seconds is not None:
+            entry["predicted_seconds"] = predicted_seconds
+        self._journal.append(entry)
+        if (predicted_seconds is not None and predicted_seconds > 0 and seconds > 0
+                and status == "ok" and records):
+            self._cost_errors["resume" if was_started else "start"].append(
+                math.log(seconds / predicted_seconds))
         for epoch, score, sec in records:
             if epoch != t.epoch + 1:
                 if epoch <= t.epoch:
@@ -634,6 +696,7 @@ class QuickTune:
         self._cost_prior = np.zeros(0)
         self._journal = []
         self._overhead = {"start": [], "resume": []}
+        self._cost_errors = {"start": [], "resume": []}
         self.surrogate = self._base_surrogate
         self._next_refit = 16
         space, self.space = self.space, None  # no pool refill or neighbours while replaying
@@ -645,6 +708,7 @@ class QuickTune:
                 [(int(e), float(s), float(c)) for e, s, c in entry["records"]],
                 entry["status"],
                 float(entry["seconds"]),
+                entry.get("predicted_seconds"),
             )
         self.space = space
         for tid in state.get("pending", []):

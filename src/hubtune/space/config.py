@@ -56,6 +56,24 @@ def _active_conditionals(opt: str, sched: str, data_augmentation: str) -> set[st
     return active
 
 
+LINEAR_PROBING_FRACTION = 0.2
+"""Share of ``max_epochs`` spent in the linear-probing (head-only) phase."""
+
+
+def linear_probing_epochs(max_epochs: int) -> int:
+    """Length of the head-only phase for ``linear_probing=True``.
+
+    ``round(0.2 * max_epochs)``, at least 1, and at most ``max_epochs - 1`` so
+    the full finetuning phase always gets at least one epoch (for
+    ``max_epochs == 1`` the single epoch is linear probing).
+
+    >>> [linear_probing_epochs(m) for m in (1, 2, 4, 10, 50)]
+    [1, 1, 1, 2, 10]
+    """
+    lp = max(1, round(LINEAR_PROBING_FRACTION * max_epochs))
+    return min(lp, max(1, max_epochs - 1))
+
+
 CONDITIONAL_DEFAULTS: dict[str, Any] = {
     "opt_betas": (0.9, 0.999),
     "momentum": 0.9,
