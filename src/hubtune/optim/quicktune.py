@@ -44,11 +44,11 @@ from hubtune.surrogate.features import N_CURVE, REFERENCE_EPOCHS, curve_features
 from hubtune.surrogate.model import Surrogate
 
 _SQRT2 = math.sqrt(2.0)
+_SQRT2PI = math.sqrt(2.0 * math.pi)
 COST_ERROR_PRIOR_STD = 0.25
 """Log-std of real / predicted step seconds assumed before a run has measured any."""
 COST_ERROR_PRIOR_STEPS = 3.0
 """How many measured steps that assumption weighs as."""
-_SQRT2PI = math.sqrt(2.0 * math.pi)
 
 
 def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
@@ -467,11 +467,13 @@ class QuickTune:
 
     def _finish_reserve(
         self, budget_left: float, started: list[int], final: np.ndarray, per_epoch: np.ndarray,
+        resume_margin: float,
     ) -> tuple[int, float] | None:
         """(trial index, seconds to finish it) the budget must keep, or None.
 
         ``started`` and ``final`` come from :meth:`_finish_rows` and the
-        surrogate's predicted final scores. See
+        surrogate's predicted final scores; ``resume_margin`` is
+        :meth:`_cost_margin` of a continuation. See
         ``QuickTuneSettings.finish_reserve``.
         """
         if not started:
@@ -479,7 +481,7 @@ class QuickTune:
         final = np.minimum(final, 1.0)
         resume = self._overhead_estimate("resume")
         # its likely duration, as for any step (cost_quantile)
-        to_finish = self._cost_margin("resume") * np.asarray(
+        to_finish = resume_margin * np.asarray(
             [per_epoch[i] * (self.max_epochs - self._trials[i].epoch) + resume for i in started])
         feasible = to_finish <= budget_left
         if not feasible.any():
@@ -557,11 +559,12 @@ class QuickTune:
         acq = ei / np.power(np.maximum(cost, 1e-6), self.settings.cost_power)
         reserve = None
         if budget_left is not None:
-            margin = np.where(started, self._cost_margin("resume"), self._cost_margin("start"))
+            resume_margin = self._cost_margin("resume")
+            margin = np.where(started, resume_margin, self._cost_margin("start"))
             fits = cost * margin <= budget_left
             if self.settings.endgame and len(y_obs):
                 fits &= started | (budget_left / np.maximum(per_epoch, 1e-9) >= self._incumbent_epoch())
-            reserve = self._finish_reserve(budget_left, finish_idx, final, per_epoch_all)
+            reserve = self._finish_reserve(budget_left, finish_idx, final, per_epoch_all, resume_margin)
             if reserve is not None:
                 keep, keep_cost = reserve
                 fits &= (trial_idx == keep) | (cost * margin + keep_cost <= budget_left)
