@@ -146,8 +146,8 @@ class QuickTuneSettings:
             errors differ; before any, a log-std of ``COST_ERROR_PRIOR_STD``
             weighing as ``COST_ERROR_PRIOR_STEPS`` steps). The cost model is
             meta-learned on GPU runs and corrected per model online, so a first
-            step of an unusual config (batch size 2 on a CPU) can take 1.4x
-            its prediction: with the point prediction alone a real 8-minute run
+            step of an unusual config (batch size 4, 60% frozen, on a CPU) can
+            take 1.4x its prediction: with the point prediction alone a real 8-minute run
             started such a step with 70 s left and ended 28 s over its budget.
             ``None``: the point prediction must fit (the acquisition always
             uses the point prediction).
