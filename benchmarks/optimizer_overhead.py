@@ -34,8 +34,8 @@ def main() -> None:
 
     from hubtune.bench.simulator import SimulatedEvaluator
     from hubtune.metadata import load_metadata
-    from hubtune.optim.protocol import Step
     from hubtune.optim.quicktune import QuickTune
+    from hubtune.protocol.steps import Step
     from hubtune.surrogate.cache import load_default_surrogate
 
     runs = load_metadata(args.metadata)[args.dataset]

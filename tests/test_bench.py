@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hubtune.bench.budget import DurationError, format_duration, parse_duration
 from hubtune.bench.metrics import (
     average_ranks,
     bootstrap_ci,
@@ -32,10 +31,11 @@ from hubtune.bench.runner import (
 )
 from hubtune.bench.simulator import SimulatedEvaluator, SimulationError
 from hubtune.cli import app
+from hubtune.core.units import DurationError, format_duration, parse_duration
 from hubtune.metadata import DatasetRuns, MetaDataset
-from hubtune.optim.context import TaskContext
-from hubtune.optim.protocol import Step, StepResult
 from hubtune.optim.registry import register_method, unregister_method
+from hubtune.protocol.context import TaskContext
+from hubtune.protocol.steps import Step, StepResult
 from hubtune.space.config import Config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "metadata" / "quicktune-extended"

@@ -22,9 +22,9 @@ from hubtune.bench.parallel import (
 )
 from hubtune.bench.runner import BenchmarkError, Trajectory, run_one
 from hubtune.metadata import DatasetRuns
-from hubtune.optim.context import TaskContext
-from hubtune.optim.protocol import Step
 from hubtune.optim.registry import get_method, register_method, unregister_method
+from hubtune.protocol.context import TaskContext
+from hubtune.protocol.steps import Step
 from hubtune.space.config import Config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "metadata" / "quicktune-extended"

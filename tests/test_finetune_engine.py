@@ -26,7 +26,7 @@ from hubtune.finetune.engine import (
     evaluate_checkpoint,
     trial_lock,
 )
-from hubtune.optim.protocol import Evaluator, Step
+from hubtune.protocol.steps import Evaluator, Step
 from hubtune.space import Config
 
 MODEL = "test_efficientnet"

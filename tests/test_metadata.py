@@ -9,9 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hubtune.metadata import DatasetRuns, MetadataError, MetaDataset, UnmappedRun, load_metadata
-from hubtune.metafeatures import DatasetMetaFeatures
-from hubtune.records import EpochRecord
+from hubtune.core.metafeatures import DatasetMetaFeatures
+from hubtune.core.records import EpochRecord
+from hubtune.metadata import (
+    DatasetRuns,
+    MetadataError,
+    MetaDataset,
+    UnmappedRun,
+    load_metadata,
+    save_metadata,
+)
 from hubtune.space.config import Config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -134,7 +141,7 @@ def test_leave_one_out_slicing(extended: MetaDataset) -> None:
 
 @needs_shared
 def test_extended_round_trips_through_own_format(extended: MetaDataset, tmp_path: Path) -> None:
-    extended.save(tmp_path / "m")
+    save_metadata(extended, tmp_path / "m")
     back = load_metadata(tmp_path / "m")
     assert back.datasets == extended.datasets and back.max_epochs == 50
     for name in extended.datasets:
@@ -207,8 +214,8 @@ def test_own_format_round_trip_with_missing_meta_features_and_unmapped(tmp_path:
     plain = _runs("c", 2)
     no_mf = DatasetRuns(plain.dataset, plain.run_ids, plain.configs, plain.scores, plain.seconds, plain.lengths)
     meta = MetaDataset([_runs("a", 4), no_mf], [UnmappedRun("a", "x", "invalid configuration: lr")])
-    meta.save(tmp_path)
-    back = MetaDataset.load(tmp_path)
+    save_metadata(meta, tmp_path)
+    back = load_metadata(tmp_path)
     assert back.unmapped == meta.unmapped and back["c"].meta_features is None
     assert back["a"].configs == meta["a"].configs
     np.testing.assert_array_equal(back["a"].scores, meta["a"].scores)
@@ -223,8 +230,8 @@ def test_schedule_epochs_are_kept_by_append_subset_and_own_format(tmp_path: Path
     meta.append("table", "t1", cfg, recs)
     assert meta["gen"].schedule_epochs == 8 and meta["table"].schedule_epochs is None
     assert meta["gen"].subset([1]).schedule_epochs == 8
-    meta.save(tmp_path)
-    back = MetaDataset.load(tmp_path)
+    save_metadata(meta, tmp_path)
+    back = load_metadata(tmp_path)
     assert back["gen"].schedule_epochs == 8 and back["table"].schedule_epochs is None
     with pytest.raises(MetadataError, match="schedule epochs"):
         meta.append("gen", "r3", cfg.replace(lr=1e-2), recs, schedule_epochs=4)

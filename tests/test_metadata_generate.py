@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from hubtune.cli import app
 from hubtune.metadata import load_metadata
-from hubtune.metadata.design import DesignError, design_configs
-from hubtune.metadata.generate import (
+from hubtune.metagen.design import DesignError, design_configs
+from hubtune.metagen.generate import (
     GenerateError,
     GenerateSettings,
     MetadataGenerator,
@@ -168,7 +168,7 @@ def test_resume_skips_finished_runs_and_grows_the_design(generated, folder, tmp_
 
 def test_an_interrupted_run_continues_from_its_checkpoint(folder, tmp_path):
     from hubtune.finetune import advance
-    from hubtune.metadata.generate import _load_data
+    from hubtune.metagen.generate import _load_data
 
     settings = GenerateSettings(models=MODELS.split(","), max_epochs=3, image_size=32, pretrained=False)
     specs = parse_datasets(str(folder))
@@ -189,7 +189,7 @@ def test_an_interrupted_run_continues_from_its_checkpoint(folder, tmp_path):
 
 
 def test_a_second_driver_on_the_same_folder_is_refused(generated, folder):
-    from hubtune.metadata.generate import LOCK_FILE, _exclusive
+    from hubtune.metagen.generate import LOCK_FILE, _exclusive
 
     out, _ = generated
     with _exclusive(out / LOCK_FILE):  # as if another generate were running
@@ -291,8 +291,8 @@ def test_metatrain_rejects_a_dataset_name_clash_and_a_bad_init(generated, tmp_pa
 
 
 def test_records_come_from_the_checkpoint_not_a_duplicated_records_file(generated, tmp_path):
-    from hubtune.metadata.generate import _committed_records
-    from hubtune.records import EpochRecord
+    from hubtune.core.records import EpochRecord
+    from hubtune.metagen.generate import _committed_records
 
     rec = [EpochRecord.from_dict(r) for r in json.loads(
         next(generated[0].glob("runs/colours/000-*/result.json")).read_text())["records"]]

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.metadata import MetadataError, load_metadata
 from hubtune.metadata.loader import detect_layout
-from hubtune.metafeatures import DatasetMetaFeatures
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "metadata"
 RELEASE = FIXTURES / "release"

@@ -19,9 +19,9 @@ from hubtune.optim.baselines import (
     make_best_on_average,
     make_largest_model_default,
 )
-from hubtune.optim.context import TaskContext
 from hubtune.optim.random_search import RandomSearch
 from hubtune.optim.registry import get_method
+from hubtune.protocol.context import TaskContext
 from hubtune.space.config import Config
 from hubtune.space.searchspace import SearchSpace
 
@@ -197,9 +197,9 @@ def test_async_methods_never_propose_a_pending_trial(name):
 
 def _default_steps(order: str, epochs: int = 3):
     """Drive the defaults baseline over a 3-model space, telling each step a score."""
+    from hubtune.core.records import EpochRecord
     from hubtune.optim.defaults import DefaultConfigs
-    from hubtune.optim.protocol import StepResult
-    from hubtune.records import EpochRecord
+    from hubtune.protocol.steps import StepResult
 
     desc = {m: ModelDescriptor(m, m, "x", p, 224, g, None, "none")
             for m, p, g in (("big", 50.0, 9.0), ("small", 5.0, 0.5), ("mid", 20.0, 2.0))}

@@ -185,7 +185,7 @@ def test_peers_are_registered_with_their_flags():
 
 
 def test_peer_without_candidates_is_refused(runs):
-    from hubtune.optim.context import TaskContext
+    from hubtune.protocol.context import TaskContext
     from hubtune.space.searchspace import SearchSpace
 
     if importlib.util.find_spec("optuna") is None:

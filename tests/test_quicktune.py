@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from hubtune.optim.protocol import Step, StepResult
 from hubtune.optim.quicktune import (
     QuickTune,
     QuickTuneError,
@@ -17,6 +16,7 @@ from hubtune.optim.quicktune import (
     expected_improvement,
     records_from_scores,
 )
+from hubtune.protocol.steps import Step, StepResult
 from hubtune.surrogate.metatrain import MetaTrainSettings, metatrain
 from qt_helpers import TEST, TRAIN, describe, meta, needs_shared
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hubtune.tuner.journal import Journal
+from hubtune.search.journal import Journal
 from hubtune.tuner.report import result_times
 
 

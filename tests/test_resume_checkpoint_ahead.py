@@ -17,10 +17,10 @@ import subprocess
 import sys
 
 from hubtune.finetune import TrainerEvaluator
-from hubtune.optim.protocol import Step
+from hubtune.protocol.steps import Step
+from hubtune.search.journal import Journal, replay
 from hubtune.space.config import Config
 from hubtune.tuner.hubtuner import HubTuner, _ContinuationGuard
-from hubtune.tuner.journal import Journal, replay
 from test_run_e2e import make_folder
 
 ARGS = ["--budget", "600", "--hub", "test", "--models", "test_resnet", "--max-epochs", "4",

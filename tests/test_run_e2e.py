@@ -21,7 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hubtune.cli import app
-from hubtune.tuner.journal import Journal, replay
+from hubtune.search.journal import Journal, replay
 
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
 

@@ -21,8 +21,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hubtune.cli import app
-from hubtune.tuner.journal import Journal, replay
-from hubtune.tuner.raypool import PoolError, TrialResources, parse_gpus, plan_resources
+from hubtune.search.journal import Journal, replay
+from hubtune.search.raypool import PoolError, TrialResources, parse_gpus, plan_resources
 from test_run_e2e import make_folder
 
 

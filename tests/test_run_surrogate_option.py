@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from hubtune.optim.context import TaskContext
 from hubtune.optim.qt_factory import make_quicktune
+from hubtune.protocol.context import TaskContext
 from hubtune.space.searchspace import SearchSpace
 from hubtune.surrogate.cache import DEFAULT_SURROGATE_DIR, load_default_surrogate
 from hubtune.tuner.hubtuner import HubTuner, RunError

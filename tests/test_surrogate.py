@@ -114,8 +114,8 @@ def test_load_from_empty_directory_names_the_problem(tmp_path):
 
 
 def test_out_of_range_models_and_datasets_are_clipped_not_extrapolated():
+    from hubtune.core.metafeatures import DatasetMetaFeatures
     from hubtune.hub.descriptor import ModelDescriptor
-    from hubtune.metafeatures import DatasetMetaFeatures
     from hubtune.surrogate.cache import load_default_surrogate
 
     sur = load_default_surrogate()

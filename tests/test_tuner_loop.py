@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from hubtune.bench.simulator import SimulatedEvaluator
+from hubtune.core.units import QuotaError, parse_size
 from hubtune.metadata import load_metadata
-from hubtune.optim.context import Candidate, TaskContext
 from hubtune.optim.registry import get_method
-from hubtune.tuner.journal import Journal, replay
-from hubtune.tuner.loop import SearchLoop
+from hubtune.protocol.context import Candidate, TaskContext
+from hubtune.search.journal import Journal, replay
+from hubtune.search.loop import SearchLoop
 from hubtune.tuner.report import build_report
-from hubtune.tuner.store import CheckpointStore, QuotaError, parse_size
+from hubtune.tuner.store import CheckpointStore
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "metadata" / "quicktune-extended"
 

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from hubtune.bench.budget import format_duration, parse_duration
 from hubtune.bench.metrics import (
     bootstrap_ci,
     mean_stat,
@@ -49,6 +48,7 @@ from hubtune.bench.metrics import (
 )
 from hubtune.bench.report import THRESHOLDS, horizons_for, results_document
 from hubtune.bench.runner import Trajectory
+from hubtune.core.units import format_duration, parse_duration
 
 Cells = dict[tuple[str, int], Trajectory]
 """Trajectories of one (method, workers) by ``(dataset, seed)``."""

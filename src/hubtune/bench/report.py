@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from hubtune.bench.budget import format_duration
 from hubtune.bench.metrics import (
     aligned_cells,
     average_ranks,
@@ -27,6 +26,7 @@ from hubtune.bench.metrics import (
     time_to_regret,
 )
 from hubtune.bench.runner import Trajectory
+from hubtune.core.units import format_duration
 
 STANDARD_HORIZONS = (3600.0, 4 * 3600.0, 16 * 3600.0)
 THRESHOLDS = (0.05, 0.01)

@@ -28,13 +28,13 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from hubtune.bench.simulator import SimulatedEvaluator, SimulationError
-from hubtune.optim.context import Candidate, TaskContext
 from hubtune.optim.registry import MethodSpec, get_method
+from hubtune.protocol.context import Candidate, TaskContext
 
 if TYPE_CHECKING:
     from hubtune.hub.descriptor import ModelDescriptor
     from hubtune.metadata import DatasetRuns, MetaDataset
-    from hubtune.optim.protocol import StepResult
+    from hubtune.protocol.steps import StepResult
 
 OverheadClock = Literal["process", "wall", "none"]
 NO_PROGRESS_LIMIT = 10_000

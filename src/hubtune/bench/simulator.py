@@ -1,4 +1,4 @@
-"""Replay a meta-dataset's recorded learning curves as an :class:`~hubtune.optim.protocol.Evaluator`.
+"""Replay a meta-dataset's recorded learning curves as an :class:`~hubtune.protocol.steps.Evaluator`.
 
 Advancing a trial from epoch ``k`` to ``m`` returns the recorded epochs
 ``k+1..m`` of its run and costs their recorded seconds, plus
@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from hubtune.optim.protocol import Step, StepResult
-from hubtune.records import EpochRecord
+from hubtune.core.records import EpochRecord
+from hubtune.protocol.steps import Step, StepResult
 
 if TYPE_CHECKING:
     from hubtune.metadata import DatasetRuns

@@ -114,7 +114,6 @@ def register(app: typer.Typer) -> None:
 
 def _run(metadata, out, train_metadata, datasets, methods, budget, seeds, folds, workers, jobs,
          resume_overhead, start_overhead, overhead_clock, max_epochs, rerun=None) -> None:
-    from hubtune.bench.budget import format_duration, parse_duration
     from hubtune.bench.report import (
         plot_summary,
         render_summary_md,
@@ -122,6 +121,7 @@ def _run(metadata, out, train_metadata, datasets, methods, budget, seeds, folds,
         summarize,
     )
     from hubtune.bench.suite import BenchSettings, run_grid
+    from hubtune.core.units import format_duration, parse_duration
     from hubtune.metadata import load_metadata
 
     if metadata is None:

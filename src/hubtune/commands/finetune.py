@@ -18,7 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from hubtune.records import EpochRecord
+from hubtune.core.records import EpochRecord
 
 RUN_FILE = "run.json"
 """What the CLI needs to rebuild a trial's data and settings on --resume-from."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from hubtune.metadata import MetadataError, load_metadata
+from hubtune.metadata import MetadataError, load_metadata, save_metadata
 from hubtune.metadata.loader import detect_layout
 
 metadata_app = typer.Typer(
@@ -97,7 +97,7 @@ def convert(
     """Convert a meta-dataset into hubtune's own format (safetensors + JSON)."""
     try:
         meta = load_metadata(source)
-        meta.save(target)
+        save_metadata(meta, target)
     except (MetadataError, OSError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"wrote {meta.n_runs} runs of {len(meta)} datasets to {target}")
@@ -135,8 +135,8 @@ def generate(
     """Finetune sampled configurations on datasets and record every epoch as a meta-dataset."""
     from hubtune.data import DataError
     from hubtune.hub import HubError
-    from hubtune.metadata.design import DesignError
-    from hubtune.metadata.generate import (
+    from hubtune.metagen.design import DesignError
+    from hubtune.metagen.generate import (
         GenerateError,
         GenerateSettings,
         MetadataGenerator,

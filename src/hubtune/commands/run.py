@@ -57,14 +57,13 @@ def register(app: typer.Typer) -> None:
                                                "--out must be on a filesystem all nodes share."),
     ) -> None:
         """Search which model to finetune and how, within a time budget; export the best model."""
-        from hubtune.bench.budget import DurationError
+        from hubtune.core.units import DurationError, QuotaError
         from hubtune.data import DataError
         from hubtune.hub import HubError
         from hubtune.optim.registry import UnknownMethodError
         from hubtune.space import ConfigError
         from hubtune.tuner.display import SearchDisplay
         from hubtune.tuner.hubtuner import HubTuner, RunError
-        from hubtune.tuner.store import QuotaError
 
         if log not in (None, "live", "plain", "json", "quiet"):
             _fail(f"--log must be live, plain, json or quiet, got {log!r}")

@@ -11,9 +11,9 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.data.dataset import ImageDataset, ImageSplit
 from hubtune.data.errors import DataError, SkippedFile
-from hubtune.metafeatures import DatasetMetaFeatures
 
 log = logging.getLogger(__name__)
 

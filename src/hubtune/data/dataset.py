@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.data.errors import DataError, SkippedFile
-from hubtune.metafeatures import DatasetMetaFeatures
 
 
 @dataclass(frozen=True)

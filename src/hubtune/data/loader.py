@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.data.builtin import BUILTIN_DATASETS, parse_builtin_name, plan_builtin
 from hubtune.data.cache import load_cached, save_cached
 from hubtune.data.dataset import ImageDataset, ImageSplit
@@ -19,7 +20,6 @@ from hubtune.data.errors import DataError, DataWarning, SkippedFile
 from hubtune.data.folder import plan_image_folder
 from hubtune.data.images import DecodedImage, ImageDecodeError, decode_image, resize_array_batch
 from hubtune.data.plan import DatasetPlan, SplitPlan
-from hubtune.metafeatures import DatasetMetaFeatures
 
 log = logging.getLogger(__name__)
 

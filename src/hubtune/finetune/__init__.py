@@ -1,7 +1,7 @@
 """The real finetuning engine with freeze-thaw continuation.
 
 Entry points: :func:`advance` (train one trial from its checkpoint to a later
-epoch) and :class:`TrainerEvaluator` (the :class:`~hubtune.optim.protocol.Evaluator`
+epoch) and :class:`TrainerEvaluator` (the :class:`~hubtune.protocol.steps.Evaluator`
 an optimizer drives). See ``docs/trainer.md``.
 """
 

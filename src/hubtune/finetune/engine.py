@@ -13,7 +13,7 @@ the epoch, so the randomness needs no saving and training to 2, pausing and
 continuing to 4 reproduces training straight to 4 bit for bit (same device,
 same threads). The caller's global RNG states are restored on return.
 
-Timing attribution in the returned :class:`~hubtune.records.EpochRecord` s:
+Timing attribution in the returned :class:`~hubtune.core.records.EpochRecord` s:
 ``checkpoint_seconds`` of the first epoch of a step holds the restore cost
 (model build + checkpoint load), that of the last epoch the save cost.
 """
@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hubtune.core.records import EpochRecord, StepStatus
 from hubtune.finetune.batches import BatchPipeline
 from hubtune.finetune.checkpoint import (
     flatten_optimizer_state,
@@ -65,7 +66,6 @@ from hubtune.finetune.regularizers import (
 )
 from hubtune.finetune.schedule import LRSchedule
 from hubtune.finetune.stochnorm import apply_stochnorm
-from hubtune.records import EpochRecord, StepStatus
 from hubtune.space.config import Config, linear_probing_epochs
 
 RECORDS_FILE = "records.jsonl"

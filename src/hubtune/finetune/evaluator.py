@@ -1,4 +1,4 @@
-"""The real-training :class:`~hubtune.optim.protocol.Evaluator`.
+"""The real-training :class:`~hubtune.protocol.steps.Evaluator`.
 
 :class:`TrainerEvaluator` carries out an optimizer's steps with
 :func:`hubtune.finetune.engine.advance`, one checkpoint directory per trial
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from hubtune.finetune.engine import TrainerError, advance, read_records
-from hubtune.optim.protocol import Step, StepResult
+from hubtune.protocol.steps import Step, StepResult
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,199}$")
 

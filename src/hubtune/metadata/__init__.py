@@ -7,7 +7,7 @@
 """
 
 from hubtune.metadata.errors import MetadataError, UnmappedRun
-from hubtune.metadata.loader import load_metadata
+from hubtune.metadata.loader import load_metadata, save_metadata
 from hubtune.metadata.mapping import config_from_hyperparameters
 from hubtune.metadata.metadataset import MetaDataset
 from hubtune.metadata.runs import DatasetRuns
@@ -19,4 +19,5 @@ __all__ = [
     "UnmappedRun",
     "config_from_hyperparameters",
     "load_metadata",
+    "save_metadata",
 ]

@@ -58,3 +58,11 @@ def load_metadata(path: str | Path) -> MetaDataset:
     if layout == "release":
         return release.load_release(directory)
     return qtt_csv.load_qtt(directory)
+
+
+def save_metadata(meta: MetaDataset, directory: str | Path) -> None:
+    """Write ``meta`` in hubtune's own format (docs/metadata-format.md) into ``directory``.
+
+    :func:`load_metadata` reads it back.
+    """
+    native.save_native(meta, Path(directory))

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
+from hubtune.core.records import EpochRecord
 from hubtune.metadata.errors import MetadataError, UnmappedRun
 from hubtune.metadata.runs import DatasetRuns
-from hubtune.metafeatures import DatasetMetaFeatures
-from hubtune.records import EpochRecord
 from hubtune.space.config import Config
 
 log = logging.getLogger("hubtune.metadata")
@@ -214,17 +213,3 @@ class MetaDataset:
         runs = [p[name] for p in parts for name in p.datasets]
         unmapped = [u for p in parts for u in p.unmapped]
         return cls(runs, unmapped, width)
-
-    # ------------------------------------------------------------ storage
-    def save(self, directory: str | Path) -> None:
-        """Write hubtune's own format (see docs/metadata-format.md) into ``directory``."""
-        from hubtune.metadata.layouts.native import save_native
-
-        save_native(self, Path(directory))
-
-    @classmethod
-    def load(cls, directory: str | Path) -> MetaDataset:
-        """Read a directory written by :meth:`save`."""
-        from hubtune.metadata.layouts.native import load_native
-
-        return load_native(Path(directory))

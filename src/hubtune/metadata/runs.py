@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.metadata.errors import MetadataError
-from hubtune.metafeatures import DatasetMetaFeatures
 from hubtune.space.config import Config
 
 SCORE_TOLERANCE = 1e-6

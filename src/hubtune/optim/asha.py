@@ -29,8 +29,8 @@ from hubtune.optim.baselines import (
     SuccessiveHalvingBracket,
     fidelity_rungs,
 )
-from hubtune.optim.context import TaskContext
-from hubtune.optim.protocol import Step, StepResult
+from hubtune.protocol.context import TaskContext
+from hubtune.protocol.steps import Step, StepResult
 
 
 class ASHA(PoolOptimizer):

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hubtune.optim.context import Candidate, TaskContext
-from hubtune.optim.protocol import Step, StepResult
+from hubtune.protocol.context import Candidate, TaskContext
+from hubtune.protocol.steps import Step, StepResult
 from hubtune.space.config import Config
 
 if TYPE_CHECKING:

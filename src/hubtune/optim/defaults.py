@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 
 from hubtune.optim.baselines import PoolOptimizer
-from hubtune.optim.context import Candidate, TaskContext
-from hubtune.optim.protocol import Step
+from hubtune.protocol.context import Candidate, TaskContext
+from hubtune.protocol.steps import Step
 from hubtune.space.config import Config
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from hubtune.hub.descriptor import ModelDescriptor
-from hubtune.optim.context import TaskContext
 from hubtune.optim.quicktune import QuickTune, QuickTuneSettings
+from hubtune.protocol.context import TaskContext
 from hubtune.surrogate.cache import load_default_surrogate, surrogate_for
 from hubtune.surrogate.features import FeatureBuilder
 from hubtune.surrogate.metatrain import MetaTrainSettings

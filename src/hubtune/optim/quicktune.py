@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from hubtune.core.records import EpochRecord
 from hubtune.hub.descriptor import ModelDescriptor
-from hubtune.optim.protocol import Step, StepResult, step_prediction
-from hubtune.records import EpochRecord
+from hubtune.protocol.steps import Step, StepResult, step_prediction
 from hubtune.space.config import Config, linear_probing_epochs
 from hubtune.surrogate.cost import OnlineCost
 from hubtune.surrogate.features import N_CURVE, REFERENCE_EPOCHS, curve_features
@@ -284,8 +284,8 @@ class QuickTune:
 
     def _add_anchors(self) -> None:
         """Each model's default config (when the space allows it), tried first."""
-        from hubtune.optim.context import TaskContext
         from hubtune.optim.defaults import default_candidates
+        from hubtune.protocol.context import TaskContext
 
         ctx = TaskContext(max_epochs=self.max_epochs, space=self.space)
         anchors = [(c.trial_id, c.config) for c in default_candidates(ctx)

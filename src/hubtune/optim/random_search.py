@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from hubtune.optim.baselines import OrderedFullTraining
-from hubtune.optim.context import TaskContext
+from hubtune.protocol.context import TaskContext
 
 
 class RandomSearch(OrderedFullTraining):

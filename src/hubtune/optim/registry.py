@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hubtune.optim.context import TaskContext
-    from hubtune.optim.protocol import Optimizer
+    from hubtune.protocol.context import TaskContext
+    from hubtune.protocol.steps import Optimizer
 
 FactoryRef = str | Callable[..., Any]
 """A factory callable, or its import path ``"module:attribute"``."""
@@ -113,15 +113,6 @@ class MethodSpec:
 
 _REGISTRY: dict[str, MethodSpec] = {}
 _BUILTINS_LOADED = False
-
-# Modules that register further methods when the registry is first used. Each
-# must be light to import and expose ``register_methods(register)`` where
-# ``register`` is :func:`register_method`. A provider that is not installed
-# (ModuleNotFoundError for that very module) is skipped.
-_PROVIDERS: tuple[str, ...] = (
-    "hubtune.bench.peers",
-)
-
 
 def register_method(
     name: str,
@@ -206,16 +197,6 @@ def _ensure_loaded() -> None:
         return
     _BUILTINS_LOADED = True
     _register_builtins()
-    for module_name in _PROVIDERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.startswith(exc.name):
-                continue  # provider not installed
-            raise
-        hook = getattr(module, "register_methods", None)
-        if hook is not None:
-            hook(register_method)
 
 
 def _register_builtins() -> None:

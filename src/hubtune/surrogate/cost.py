@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.hub.descriptor import ModelDescriptor
-from hubtune.metafeatures import DatasetMetaFeatures
 from hubtune.space.config import AUGMENTATIONS, Config
 
 _N_DESC = 5

@@ -21,8 +21,8 @@ import gpytorch
 import numpy as np
 import torch
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.hub.descriptor import ModelDescriptor
-from hubtune.metafeatures import DatasetMetaFeatures
 from hubtune.space.config import Config
 from hubtune.surrogate.cost import CostModel
 from hubtune.surrogate.features import N_CURVE, REFERENCE_EPOCHS, FeatureBuilder, curve_features

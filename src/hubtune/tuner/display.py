@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from hubtune.optim.protocol import step_prediction
+from hubtune.protocol.steps import step_prediction
 
 Mode = Literal["live", "plain", "json", "quiet"]
 

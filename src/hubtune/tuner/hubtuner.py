@@ -22,13 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubtune.optim.protocol import Step, StepResult
+from hubtune.core.errors import RunError
+from hubtune.protocol.steps import Step, StepResult
 
 DEFAULT_CPU_IMAGE_SIZE = 64
-
-
-class RunError(ValueError):
-    """A run cannot start or resume (bad settings, mismatching run folder)."""
 
 
 @dataclass
@@ -158,7 +155,7 @@ def _check_parallel(
         raise RunError(f"--workers must be a whole number >= 1, got {workers!r}")
     gpu_list = None
     if gpus is not None:
-        from hubtune.tuner.raypool import parse_gpus
+        from hubtune.search.raypool import parse_gpus
 
         gpu_list = parse_gpus(gpus)
     if gpus_per_trial is not None and not 0 < gpus_per_trial <= 1:
@@ -231,8 +228,7 @@ class HubTuner:
         surrogate: str | Path | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
-        from hubtune.bench.budget import parse_duration
-        from hubtune.tuner.store import parse_size
+        from hubtune.core.units import parse_duration, parse_size
 
         self._t0 = time.monotonic()
         self.out = Path(out)
@@ -311,14 +307,15 @@ class HubTuner:
     # ------------------------------------------------------------------ fit
     def fit(self, data: str | Path) -> SearchResult:
         """Run (or resume) the search on ``data`` (ImageFolder path or built-in name)."""
+        from hubtune.core.atomic import write_json_atomic
         from hubtune.data import load_dataset
         from hubtune.finetune import TrainerEvaluator
         from hubtune.hub import get_descriptor
-        from hubtune.optim.context import TaskContext
         from hubtune.optim.registry import get_method
+        from hubtune.protocol.context import TaskContext
+        from hubtune.search.loop import SearchLoop
         from hubtune.space import SearchSpace
         from hubtune.surrogate.cache import default_surrogate_dir
-        from hubtune.tuner.loop import SearchLoop, write_json_atomic
         from hubtune.tuner.store import CheckpointStore
 
         settings = self._settings(str(data))
@@ -361,7 +358,7 @@ class HubTuner:
             for ev in store.enforce_quota(best, protected=keep):
                 loop.journal.append("note", what="evicted", trial_id=ev.trial_id, bytes=ev.bytes)
 
-        from hubtune.tuner.journal import Journal, replay
+        from hubtune.search.journal import Journal, replay
 
         for r in replay(Journal(self.out / "journal.jsonl")).results:  # told before a resume
             evaluator.observe(r)
@@ -382,7 +379,7 @@ class HubTuner:
         """``None`` (steps run in this process) for one worker, else a Ray worker pool."""
         if settings.workers <= 1:
             return None
-        from hubtune.tuner.raypool import RayExecutor
+        from hubtune.search.raypool import RayExecutor
 
         gpus_per_trial = settings.gpus_per_trial
         if gpus_per_trial is None:

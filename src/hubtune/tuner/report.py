@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubtune.optim.protocol import step_prediction
-from hubtune.tuner.journal import Journal, replay
+from hubtune.protocol.steps import step_prediction
+from hubtune.search.journal import Journal, replay
 
 LEADERBOARD_KEYS = (
     "opt", "lr", "batch_size", "weight_decay", "sched", "pct_to_freeze",

@@ -11,32 +11,12 @@ same, only slower), and the run's journal notes the eviction.
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-class QuotaError(ValueError):
-    """Raised for a disk quota that cannot be parsed."""
-
-
-def parse_size(text: str | int | float) -> int:
-    """Bytes from ``"5GB"``, ``"500MiB"``, ``"1e9"`` or a number.
-
-    >>> parse_size("2GB")
-    2000000000
-    """
-    if isinstance(text, (int, float)):
-        return int(text)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise QuotaError(f"cannot read disk size {text!r}: use e.g. 500MB, 5GB or 2GiB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+from hubtune.core.units import parse_size
 
 
 def dir_size(path: Path) -> int:

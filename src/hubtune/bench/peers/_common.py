@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hubtune.optim.context import TaskContext
-from hubtune.optim.protocol import Step, StepResult
-from hubtune.records import EpochRecord
-from hubtune.space.config import Config
+from hubtune.protocol.codec import result_from_dict, result_to_dict
+from hubtune.protocol.context import TaskContext
+from hubtune.protocol.steps import Step, StepResult
 
 RESTART_SEPARATOR = "#"
 """``"<run id>#<n>"`` names the n-th from-scratch re-training of a table run."""
@@ -24,32 +23,6 @@ RESTART_SEPARATOR = "#"
 
 class PeerStateError(RuntimeError):
     """Raised when a saved peer state cannot be replayed (different peer, seed or table)."""
-
-
-def step_to_dict(step: Step) -> dict[str, Any]:
-    """JSON-compatible form of a :class:`Step`."""
-    return {"trial_id": step.trial_id, "config": step.config.to_dict(),
-            "to_epoch": int(step.to_epoch), "info": dict(step.info)}
-
-
-def step_from_dict(data: dict[str, Any]) -> Step:
-    """Inverse of :func:`step_to_dict`."""
-    return Step(trial_id=str(data["trial_id"]), config=Config.from_dict(data["config"]),
-                to_epoch=int(data["to_epoch"]), info=dict(data.get("info", {})))
-
-
-def result_to_dict(result: StepResult) -> dict[str, Any]:
-    """JSON-compatible form of a :class:`StepResult`."""
-    return {"step": step_to_dict(result.step), "records": [r.to_dict() for r in result.records],
-            "status": result.status, "reason": result.reason, "seconds": float(result.seconds)}
-
-
-def result_from_dict(data: dict[str, Any]) -> StepResult:
-    """Inverse of :func:`result_to_dict`."""
-    return StepResult(step=step_from_dict(data["step"]),
-                      records=[EpochRecord.from_dict(r) for r in data["records"]],
-                      status=data["status"], reason=data.get("reason"),
-                      seconds=float(data.get("seconds", 0.0)))
 
 
 def require_candidates(ctx: TaskContext, method: str) -> None:

@@ -17,7 +17,7 @@ import weakref
 from typing import Any
 
 from hubtune.bench.peers.fidelity_jobs import FidelityJobPeer
-from hubtune.optim.context import TaskContext
+from hubtune.protocol.context import TaskContext
 
 
 class DEHBPeer(FidelityJobPeer):

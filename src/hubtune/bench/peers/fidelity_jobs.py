@@ -33,8 +33,8 @@ from hubtune.bench.peers._common import (
     result_score,
 )
 from hubtune.bench.peers.mapping import TableMapping
-from hubtune.optim.context import TaskContext
-from hubtune.optim.protocol import Step, StepResult
+from hubtune.protocol.context import TaskContext
+from hubtune.protocol.steps import Step, StepResult
 
 MAX_FREE_ANSWERS = 10_000
 """Jobs answered from observed curves within one ``ask`` before giving up (all seen)."""

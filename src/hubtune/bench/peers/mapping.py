@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from hubtune.optim.context import Candidate
+from hubtune.protocol.context import Candidate
 from hubtune.space.config import Config, hyperparameter_names
 from hubtune.space.searchspace import CONDITIONS, ORDINAL, SearchSpace, _untoken
 

@@ -29,8 +29,8 @@ from hubtune.bench.peers._common import (
     require_candidates,
 )
 from hubtune.bench.peers.mapping import TableMapping
-from hubtune.optim.context import TaskContext
-from hubtune.optim.protocol import Step, StepResult
+from hubtune.protocol.context import TaskContext
+from hubtune.protocol.steps import Step, StepResult
 from hubtune.space.searchspace import CONDITIONS, ORDINAL, _token
 
 

@@ -50,9 +50,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hubtune.bench.peers._common import PeerOptimizer, require_candidates
-from hubtune.metafeatures import DatasetMetaFeatures
-from hubtune.optim.context import TaskContext
-from hubtune.optim.protocol import Step, StepResult
+from hubtune.core.metafeatures import DatasetMetaFeatures
+from hubtune.protocol.context import TaskContext
+from hubtune.protocol.steps import Step, StepResult
 from hubtune.space.config import CONDITIONAL_DEFAULTS, Config, hyperparameter_names
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import weakref
 from typing import Any
 
 from hubtune.bench.peers.fidelity_jobs import FidelityJobPeer
-from hubtune.optim.context import TaskContext
+from hubtune.protocol.context import TaskContext
 
 
 def _never_called(config: Any, seed: int = 0, budget: float = 1.0) -> float:

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.metadata.errors import MetadataError, UnmappedRun
 from hubtune.metadata.mapping import config_from_hyperparameters
 from hubtune.metadata.metadataset import MetaDataset
 from hubtune.metadata.runs import SCORE_TOLERANCE, DatasetRuns
-from hubtune.metafeatures import DatasetMetaFeatures
 from hubtune.space.config import Config, ConfigError
 
 log = logging.getLogger("hubtune.metadata")

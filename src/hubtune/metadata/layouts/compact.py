@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.metadata.errors import MetadataError, UnmappedRun
 from hubtune.metadata.layouts.common import (
     RawRun,
@@ -34,7 +35,6 @@ from hubtune.metadata.layouts.common import (
 )
 from hubtune.metadata.mapping import HYPERPARAMETERS, normalise_name
 from hubtune.metadata.metadataset import MetaDataset
-from hubtune.metafeatures import DatasetMetaFeatures
 
 log = logging.getLogger("hubtune.metadata")
 

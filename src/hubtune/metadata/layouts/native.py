@@ -19,11 +19,11 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.metadata.errors import MetadataError, UnmappedRun
 from hubtune.metadata.layouts.common import read_json
 from hubtune.metadata.metadataset import MetaDataset
 from hubtune.metadata.runs import DatasetRuns
-from hubtune.metafeatures import DatasetMetaFeatures
 from hubtune.space.config import Config, ConfigError
 
 FORMAT = "hubtune-metadata"

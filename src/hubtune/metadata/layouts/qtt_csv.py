@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.metadata.errors import MetadataError, UnmappedRun
 from hubtune.metadata.layouts.common import (
     RawRun,
@@ -41,7 +42,6 @@ from hubtune.metadata.layouts.common import (
 )
 from hubtune.metadata.metadataset import MetaDataset
 from hubtune.metadata.runs import SCORE_TOLERANCE
-from hubtune.metafeatures import DatasetMetaFeatures
 
 CONFIG = "config.csv"
 CURVE = "curve.csv"

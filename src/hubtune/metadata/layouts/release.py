@@ -20,6 +20,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.metadata.errors import MetadataError, UnmappedRun
 from hubtune.metadata.layouts.common import (
     RawRun,
@@ -31,7 +32,6 @@ from hubtune.metadata.layouts.common import (
     read_json,
 )
 from hubtune.metadata.metadataset import MetaDataset
-from hubtune.metafeatures import DatasetMetaFeatures
 
 log = logging.getLogger("hubtune.metadata")
 

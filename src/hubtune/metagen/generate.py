@@ -1,7 +1,7 @@
 """Generate a meta-dataset by real finetuning: datasets x designed configs, every epoch recorded.
 
 ``hubtune metadata generate`` (and :class:`MetadataGenerator`) trains, on each
-dataset, the configurations of :func:`hubtune.metadata.design.design_configs`
+dataset, the configurations of :func:`hubtune.metagen.design.design_configs`
 (each model's default config plus a scrambled Sobol design over the search
 space) for ``max_epochs`` epochs with the same trainer ``hubtune run`` uses
 (:func:`hubtune.finetune.advance`, one epoch per step, checkpoint after each),
@@ -48,11 +48,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubtune.metadata.design import design_configs
+from hubtune.core.atomic import write_json_atomic
+from hubtune.core.metafeatures import DatasetMetaFeatures
+from hubtune.core.records import EpochRecord
 from hubtune.metadata.errors import MetadataError, UnmappedRun
+from hubtune.metadata.loader import save_metadata
 from hubtune.metadata.metadataset import MetaDataset
-from hubtune.metafeatures import DatasetMetaFeatures
-from hubtune.records import EpochRecord
+from hubtune.metagen.design import design_configs
 from hubtune.space.config import Config
 
 RESULT_FILE = "result.json"
@@ -343,11 +345,6 @@ def execute_run(task: dict[str, Any], settings: dict[str, Any], out: str) -> dic
 
 
 # ------------------------------------------------------------------ results
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
 
 
 def result_path(out: Path, task: RunTask) -> Path:
@@ -540,11 +537,11 @@ class MetadataGenerator:
             if d.name in known and DatasetSpec.from_dict(known[d.name]) != d:
                 raise GenerateError(f"dataset name {d.name!r} is recorded in {self.out} for another source")
             known[d.name] = d.to_dict()
-        _write_json_atomic(self.out / SETTINGS_FILE, {
+        write_json_atomic(self.out / SETTINGS_FILE, {
             "settings": self.settings.to_dict(),
             "datasets": list(known.values()),
             "configs": max(n_configs, int(previous.get("configs", 0))),
-        })
+        }, indent=1)
         done = {(o.task.dataset.name, o.task.run_id): o for o in read_outcomes(self.out)}
         todo = [t for t in tasks if (t.dataset.name, t.run_id) not in done
                 or (self.retry_failed and done[(t.dataset.name, t.run_id)].status != "ok")]
@@ -560,13 +557,13 @@ class MetadataGenerator:
         outcomes = read_outcomes(self.out)
         self._save_metadata(outcomes)
         summary = summarize(self.out, tasks, outcomes, skipped, time.perf_counter() - t0)
-        _write_json_atomic(self.out / SUMMARY_FILE, summary.to_dict())
+        write_json_atomic(self.out / SUMMARY_FILE, summary.to_dict(), indent=1)
         return summary
 
     # ---------------------------------------------------------- execution
     def _record(self, outcome: dict[str, Any], n_done: int, n_todo: int) -> None:
         o = RunOutcome.from_dict(outcome)
-        _write_json_atomic(result_path(self.out, o.task), outcome)
+        write_json_atomic(result_path(self.out, o.task), outcome, indent=1)
         self._save_metadata(read_outcomes(self.out))
         last = f"{o.records[-1].score:.4f}" if o.records else "-"
         extra = f" ({o.reason})" if o.reason else ""
@@ -579,7 +576,7 @@ class MetadataGenerator:
         meta = build_metadataset(outcomes, self.settings.max_epochs)
         tmp = self.out / ".metadata.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        meta.save(tmp)
+        save_metadata(meta, tmp)
         # arrays first, manifest last: a reader never sees a manifest without its arrays
         for name in ("arrays.safetensors", "metadata.json"):
             (tmp / name).replace(self.out / name)

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.hub.descriptor import ModelDescriptor
-from hubtune.metafeatures import DatasetMetaFeatures
 from hubtune.space.config import Config
 
 if TYPE_CHECKING:  # imported for annotations only (keeps this module light)
     from hubtune.metadata import MetaDataset
-    from hubtune.optim.protocol import Optimizer
+    from hubtune.protocol.steps import Optimizer
     from hubtune.space.searchspace import SearchSpace
 
 

@@ -1,11 +1,11 @@
-"""Executors: what carries out the steps :class:`~hubtune.tuner.loop.SearchLoop` decides on.
+"""Executors: what carries out the steps :class:`~hubtune.search.loop.SearchLoop` decides on.
 
 The loop asks the optimizer for a step whenever the executor has a free slot,
 submits it, and waits for completions. One loop serves both cases:
 
 - :class:`InlineExecutor`: one slot, the step runs in this process when the
   loop waits for it (the sequential ``hubtune run``; no Ray involved).
-- :class:`hubtune.tuner.raypool.RayExecutor`: ``N`` slots, one Ray actor each,
+- :class:`hubtune.search.raypool.RayExecutor`: ``N`` slots, one Ray actor each,
   steps run concurrently on a local Ray instance or a cluster.
 
 A :class:`Completion` either carries the step's result or says that the worker
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from hubtune.optim.protocol import Evaluator, Step, StepResult
+from hubtune.protocol.steps import Evaluator, Step, StepResult
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Time budgets: parse ``"30m"``, ``"4h"``, ``"1h30m"``, ``"3600"`` into seconds and back.
+"""Units: time budgets (``"30m"``, ``"4h"``, ``"1h30m"``, ``"3600"``) in seconds and back; disk sizes (``"5GB"``) in bytes.
 
 Example:
     >>> parse_duration("1h30m")
@@ -67,3 +67,25 @@ def format_duration(seconds: float) -> str:
     m, s = divmod(rem, 60)
     parts = [f"{v}{u}" for v, u in ((d, "d"), (h, "h"), (m, "m"), (s, "s")) if v]
     return "".join(parts)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+class QuotaError(ValueError):
+    """Raised for a disk quota that cannot be parsed."""
+
+
+def parse_size(text: str | int | float) -> int:
+    """Bytes from ``"5GB"``, ``"500MiB"``, ``"1e9"`` or a number.
+
+    >>> parse_size("2GB")
+    2000000000
+    """
+    if isinstance(text, (int, float)):
+        return int(text)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise QuotaError(f"cannot read disk size {text!r}: use e.g. 500MB, 5GB or 2GiB")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])

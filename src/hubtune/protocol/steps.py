@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from hubtune.records import EpochRecord, StepStatus
+from hubtune.core.records import EpochRecord, StepStatus
 from hubtune.space.config import Config
 
 

@@ -1,6 +1,6 @@
 """Run search steps on a pool of Ray workers (``hubtune run --workers N``).
 
-:class:`RayExecutor` is the parallel :class:`~hubtune.tuner.executor.Executor`:
+:class:`RayExecutor` is the parallel :class:`~hubtune.search.executor.Executor`:
 ``N`` slots, each a Ray actor that holds the evaluator (the real trainer and the
 dataset, shipped once through Ray's object store) and advances one step at a
 time from the trial's checkpoint in the run folder. Without an address a local
@@ -16,7 +16,7 @@ packs several small trials onto one GPU). Ray pins each worker to its GPU
 While a worker runs a step it keeps ``<status_dir>/slot-<k>.json`` (pid, host,
 trial, epoch, start time); the file is removed when the step ends. A worker
 process that dies mid-step (killed, out of memory, node lost) is reported as a
-lost :class:`~hubtune.tuner.executor.Completion`, and its slot gets a fresh worker.
+lost :class:`~hubtune.search.executor.Completion`, and its slot gets a fresh worker.
 Ray itself is imported only here, and only when this class is used.
 """
 
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hubtune.optim.protocol import Evaluator, Step, StepResult
-from hubtune.tuner.executor import Completion
-from hubtune.tuner.hubtuner import RunError
-from hubtune.tuner.journal import result_from_dict, result_to_dict, step_from_dict, step_to_dict
+from hubtune.core.errors import RunError
+from hubtune.protocol.codec import result_from_dict, result_to_dict, step_from_dict, step_to_dict
+from hubtune.protocol.steps import Evaluator, Step, StepResult
+from hubtune.search.executor import Completion
 
 
 class PoolError(RunError):

@@ -5,15 +5,15 @@ trainer for ``hubtune run``, or the tabular simulator in tests. It keeps
 
 - a wall-clock budget covering everything (training, evaluation, checkpoint
   I/O, the optimizer's own time), summed across crashes and resumes;
-- the journal (:mod:`hubtune.tuner.journal`) of every decision and result;
+- the journal (:mod:`hubtune.search.journal`) of every decision and result;
 - a snapshot of the optimizer's JSON state after every ask and tell
   (``optimizer_state.json``, written atomically), from which a resumed run
   continues exactly: results that reached the journal after the snapshot are
   told again, and steps that were running are redone from their checkpoint.
 
-What runs the steps is an :class:`~hubtune.tuner.executor.Executor`: in this
+What runs the steps is an :class:`~hubtune.search.executor.Executor`: in this
 process, one at a time (the default), or on several Ray workers at once
-(:mod:`hubtune.tuner.raypool`). With several workers the loop is asynchronous:
+(:mod:`hubtune.search.raypool`). With several workers the loop is asynchronous:
 whenever a worker is free the optimizer is asked for the next step (it never
 proposes a trial that is still running), and results are told as they arrive.
 A step whose worker died is re-queued and continues from its last checkpoint.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,27 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubtune.optim.protocol import Evaluator, Optimizer, Step, StepResult, step_prediction
-from hubtune.tuner.executor import Completion, Executor, InlineExecutor
-from hubtune.tuner.journal import (
-    Journal,
-    replay,
-    result_to_dict,
-    step_from_dict,
-    step_to_dict,
-)
+from hubtune.core.atomic import write_json_atomic
+from hubtune.protocol.codec import result_to_dict, step_from_dict, step_to_dict
+from hubtune.protocol.steps import Evaluator, Optimizer, Step, StepResult, step_prediction
+from hubtune.search.executor import Completion, Executor, InlineExecutor
+from hubtune.search.journal import Journal, replay
 
 EventHook = Callable[[str, dict[str, Any]], None]
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace`` (never torn)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -94,8 +79,8 @@ class SearchLoop:
 
     Args:
         out: the run folder (journal and optimizer snapshot live here).
-        optimizer: any :class:`~hubtune.optim.protocol.Optimizer`.
-        evaluator: any :class:`~hubtune.optim.protocol.Evaluator`.
+        optimizer: any :class:`~hubtune.protocol.steps.Optimizer`.
+        evaluator: any :class:`~hubtune.protocol.steps.Evaluator`.
         budget: seconds for the whole search (all sessions together).
         settings: JSON-compatible run settings, journaled at every start.
         on_event: called with (event, payload) for display/logging.

@@ -1,0 +1,1 @@
+"""The search engine shared by ``hubtune run``: loop, executors (inline, Ray), journal."""
