@@ -22,16 +22,17 @@ from test_run_e2e import make_folder
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def args(data, out, budget="600"):
+def args(data, out, budget="600", epochs="2"):
     return ["run", str(data), "--out", str(out), "--budget", budget, "--hub", "test",
-            "--models", "test_resnet", "--max-epochs", "2", "--image-size", "24",
+            "--models", "test_resnet", "--max-epochs", epochs, "--image-size", "24",
             "--optimizer", "defaults", "--no-pretrained", "--threads", "1", "--log", "plain"]
 
 
 def test_second_process_on_the_same_out_is_refused(tmp_path):
-    data = make_folder(tmp_path / "data", per_class=20, size=24)
+    data = make_folder(tmp_path / "data", per_class=80, size=24)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "hubtune.cli", *args(data, out)]
+    # long enough (10 epochs) that the first still runs when the second has started up
+    cmd = [sys.executable, "-m", "hubtune.cli", *args(data, out, epochs="10")]
     first = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not (out / "journal.jsonl").exists() and time.monotonic() < deadline:
@@ -45,7 +46,7 @@ def test_second_process_on_the_same_out_is_refused(tmp_path):
     events = Journal(out / "journal.jsonl").events()
     assert sum(e["event"] == "start" for e in events) == 1
     epochs = [rec.epoch for r in replay(Journal(out / "journal.jsonl")).results for rec in r.records]
-    assert epochs == [1, 2]
+    assert epochs == list(range(1, 11))  # each epoch once
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
