@@ -12,14 +12,21 @@ Each line is one event: ``{"event": "...", "t": <unix time>, ...}``. Events:
 - ``result``: a step finished (``step``, ``status``, ``reason``, ``records``, ``seconds``).
 - ``note``: anything worth keeping (evicted checkpoints, retries).
 - ``end``: the search loop ended (``why``, ``elapsed``).
+- ``heartbeat``: the last sign of life of a session that died after its last
+  event (read from ``heartbeat.json`` and journaled by the next session, with
+  that session's time ``t``), so the budget charges the dead session's running
+  time and not the downtime before the resume.
 
-A torn last line (the process died mid-write) is ignored on read.
+A torn last line (the process died mid-write) is ignored on read, and moved
+aside by :meth:`Journal.repair` before a new session appends.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +56,91 @@ class Journal:
             os.fsync(fh.fileno())
         return entry
 
+    TORN = "journal.torn.jsonl"
+    HEARTBEAT = "heartbeat.json"
+
+    def repair(self) -> int:
+        """Move a torn tail (last line without newline, or not valid JSON) aside.
+
+        The bytes are appended (base64, with their offset) to ``journal.torn.jsonl``
+        next to the journal, then the journal is truncated after its last good
+        line, so the next event starts on a fresh line. Returns the bytes moved.
+        """
+        if not self.path.exists():
+            return 0
+        data = self.path.read_bytes()
+        keep = len(data)
+        while keep > 0:
+            end = keep if data[:keep].endswith(b"\n") else None
+            body = data[:keep].rstrip(b"\n") if end else data[:keep]
+            start = body.rfind(b"\n") + 1
+            line = body[start:]
+            if end is not None and (not line.strip() or _parses(line)):
+                break
+            keep = start
+        if keep == len(data):
+            return 0
+        torn = data[keep:]
+        record = {"t": time.time(), "offset": keep, "length": len(torn),
+                  "base64": base64.b64encode(torn).decode("ascii"),
+                  "text": torn.decode("utf-8", "replace")}
+        with open(self.path.with_name(self.TORN), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        with open(self.path, "r+b") as fh:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return len(torn)
+
+    def fold_heartbeat(self) -> float:
+        """Journal the last heartbeat of the session that died after its last event.
+
+        Returns the seconds this adds to that session's time (0 if none).
+        """
+        try:
+            beat = json.loads(self.path.with_name(self.HEARTBEAT).read_text())
+            session, t = float(beat["session"]), float(beat["t"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+        start, last = None, None
+        for e in self:
+            if e.get("event") == "start":
+                start = float(e.get("t", 0.0))
+            last = float(e.get("t", 0.0))
+        if start is None or last is None or session != start or t <= last:
+            return 0.0
+        self.append("heartbeat", t=t, session=session)
+        return t - last
+
+    def start_heartbeat(self, session: float, interval: float = 2.0) -> None:
+        """Rewrite ``heartbeat.json`` ({session, t}) every ``interval`` s until stopped."""
+        self.stop_heartbeat()
+        stop = threading.Event()
+        path = self.path.with_name(self.HEARTBEAT)
+
+        def beat() -> None:
+            tmp = path.with_name(path.name + ".tmp")
+            while True:
+                tmp.write_text(json.dumps({"session": session, "t": time.time(),
+                                           "pid": os.getpid()}))
+                os.replace(tmp, path)
+                if stop.wait(interval):
+                    return
+
+        thread = threading.Thread(target=beat, name="hubtune-heartbeat", daemon=True)
+        self._beat = (stop, thread)
+        thread.start()
+
+    def stop_heartbeat(self) -> None:
+        """Stop the heartbeat thread (if any)."""
+        beat = getattr(self, "_beat", None)
+        if beat is not None:
+            beat[0].set()
+            beat[1].join()
+            self._beat = None
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
             return
@@ -60,12 +152,23 @@ class Journal:
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError:
-                    # Only the last line can be torn (append-only writes).
+                    # A torn line; before torn tails were repaired, the next event
+                    # could follow a fragment on the same line: recover it.
+                    cut = line.rfind('{"event": ')
+                    if cut > 0 and _parses(line[cut:].encode()):
+                        yield json.loads(line[cut:])
                     continue
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """All events (of one kind, if given) in order."""
         return [e for e in self if kind is None or e.get("event") == kind]
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line.decode("utf-8")), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
 
 
 @dataclass

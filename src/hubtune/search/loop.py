@@ -126,6 +126,7 @@ class SearchLoop:
         self._prior_elapsed = 0.0
         self._t0 = time.monotonic()
         self._clock_fixed = False
+        self.recovered: list[str] = []  # what a resume repaired (told at start)
 
     # ------------------------------------------------------------- clock
     def start_clock(self, t0: float) -> None:
@@ -161,12 +162,21 @@ class SearchLoop:
         n_told = 0
         redo: list[Step] = []
         if snap_path.exists():
-            snap = json.loads(snap_path.read_text())
-            self.optimizer.load_state_dict(snap["state"])
-            n_told = int(snap["n_results"])
-            self._pending = {
-                s["trial_id"]: step_from_dict(s) for s in snap.get("pending", [])
-            }
+            fresh = self.optimizer.state_dict()
+            try:
+                snap = json.loads(snap_path.read_text())
+                self.optimizer.load_state_dict(snap["state"])
+                n_told = int(snap["n_results"])
+                self._pending = {
+                    s["trial_id"]: step_from_dict(s) for s in snap.get("pending", [])
+                }
+            except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+                # The journal is the source of truth: a fresh optimizer is told every result.
+                self.optimizer.load_state_dict(fresh)
+                n_told, self._pending = 0, {s.trial_id: s for s in history.interrupted}
+                self.recovered.append(f"{snap_path.name} is damaged ({type(exc).__name__}: "
+                                      f"{str(exc)[:80]}); the optimizer was rebuilt from the "
+                                      f"journal's {len(history.results)} results")
         for i, res in enumerate(history.results):
             self.results.append(res)
             self.incumbent.update(res, at=0.0)
@@ -288,12 +298,22 @@ class SearchLoop:
         the steps still running are waited for, and their results kept.
         """
         resumed = self.journal.path.exists()
+        torn = self.journal.repair() if resumed else 0
+        if torn:
+            self.recovered.append(f"the journal's last line was torn: {torn} bytes moved to "
+                                  f"{self.journal.TORN}; the journal continues on a fresh line")
+        if resumed:
+            self.journal.fold_heartbeat()  # charge a dead session up to its last heartbeat
         redo = self._restore() if resumed else []
         if not self._clock_fixed:
             self._t0 = time.monotonic()
-        self.journal.append("start", settings=self.settings, resumed=resumed,
-                            workers=self.executor.slots)
+        entry = self.journal.append("start", settings=self.settings, resumed=resumed,
+                                    workers=self.executor.slots)
+        self.journal.start_heartbeat(entry["t"])
+        for msg in self.recovered:
+            self.journal.append("note", what="recovered", message=msg)
         self.on_event("start", {"resumed": resumed, "redo": len(redo),
+                                "recovered": list(self.recovered),
                                 "workers": self.executor.slots,
                                 "elapsed": self.elapsed(), "budget": self.budget})
         queue: deque[Step] = deque(redo)
@@ -322,6 +342,7 @@ class SearchLoop:
         why = why or "exhausted"
         elapsed = self.elapsed()
         self.journal.append("end", why=why, elapsed=elapsed)
+        self.journal.stop_heartbeat()
         self.on_event("end", {"why": why, "elapsed": elapsed, "budget": self.budget})
         return LoopOutcome(why, elapsed, steps, self.results, self.incumbent)
 

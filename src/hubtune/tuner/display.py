@@ -96,6 +96,8 @@ class SearchDisplay:
             if payload.get("resumed"):
                 self._emit(f"resuming: {self.elapsed:.0f}s of the budget already used, "
                            f"{payload.get('redo', 0)} interrupted step(s) to redo")
+            for msg in payload.get("recovered") or ():
+                self._emit(f"warning: {msg}")
             if self.mode == "live" and self._live is None:
                 self._live = Live(self._panel(), console=self.console, refresh_per_second=2,
                                   get_renderable=self._panel)

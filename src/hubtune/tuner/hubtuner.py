@@ -307,6 +307,19 @@ class HubTuner:
     # ------------------------------------------------------------------ fit
     def fit(self, data: str | Path) -> SearchResult:
         """Run (or resume) the search on ``data`` (ImageFolder path or built-in name)."""
+        from hubtune.tuner.runlock import RunLock, RunLockedError
+
+        self._settings(str(data))  # validate before anything is written
+        try:
+            lock = RunLock(self.out).acquire()  # one writer per run folder
+        except RunLockedError as exc:
+            raise RunError(str(exc)) from None
+        try:
+            return self._fit_locked(data, lock)
+        finally:
+            lock.release()
+
+    def _fit_locked(self, data: str | Path, lock: Any) -> SearchResult:
         from hubtune.core.atomic import write_json_atomic
         from hubtune.data import load_dataset
         from hubtune.finetune import TrainerEvaluator
@@ -318,7 +331,7 @@ class HubTuner:
         from hubtune.surrogate.cache import default_surrogate_dir
         from hubtune.tuner.store import CheckpointStore
 
-        settings = self._settings(str(data))
+        settings = self._settings(str(data))  # again, under the lock
         self.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.out / "run.json", settings.to_dict())
         ds = load_dataset(
