@@ -37,20 +37,53 @@ def _is_visible_dir(entry: os.DirEntry[str]) -> bool:
     return not entry.name.startswith(".") and entry.is_dir(follow_symlinks=True)
 
 
+def _follows(entry: os.DirEntry[str], kind: str) -> bool:
+    """``entry.is_dir()`` / ``is_file()`` through symlinks; False (with a warning) for a symlink loop."""
+    try:
+        return entry.is_dir(follow_symlinks=True) if kind == "dir" else entry.is_file(follow_symlinks=True)
+    except OSError as exc:
+        log.warning("skipping %s: %s", entry.path, exc.strerror or exc)
+        return False
+
+
 def _image_files(class_dir: Path) -> list[Path]:
-    """Image files under ``class_dir`` (recursively, sorted, hidden entries skipped)."""
+    """Image files under ``class_dir`` (recursively, sorted, hidden entries skipped).
+
+    Symlinked folders are followed once: a link back into a folder already being
+    scanned (a symlink loop) is skipped with a warning naming it.
+    """
     files: list[Path] = []
     pending = [class_dir]
+    seen = {os.path.realpath(class_dir)}
     while pending:
         folder = pending.pop()
         for entry in _list_dir(folder):
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir(follow_symlinks=True):
+            if _follows(entry, "dir"):
+                real = os.path.realpath(entry.path)
+                if real in seen:
+                    log.warning("skipping %s: symlink loop (it leads back to %s)", entry.path, real)
+                    continue
+                seen.add(real)
                 pending.append(Path(entry.path))
-            elif is_image_file(entry.name):
+            elif is_image_file(entry.name) and _follows(entry, "file"):
                 files.append(Path(entry.path))
     return sorted(files)
+
+
+def _check_one_label_per_image(found: dict[str, list[Path]], root: Path) -> None:
+    """Raise when one image file (after resolving symlinks) lies under two class folders."""
+    owner: dict[str, tuple[str, Path]] = {}
+    for name, files in found.items():
+        for path in files:
+            real = os.path.realpath(path)
+            first = owner.setdefault(real, (name, path))
+            if first[0] != name:
+                raise DataError(
+                    f"image {real} in {root} is reachable under two classes: {first[1]} "
+                    f"(class {first[0]!r}) and {path} (class {name!r}); an image needs one label"
+                )
 
 
 def scan_class_folders(root: Path, *, min_classes: int = 2) -> dict[str, list[Path]]:
@@ -59,7 +92,7 @@ def scan_class_folders(root: Path, *, min_classes: int = 2) -> dict[str, list[Pa
     Raises :class:`DataError` for a folder without class folders, a class
     folder without image files, or fewer than ``min_classes`` classes.
     """
-    class_dirs = [e for e in _list_dir(root) if _is_visible_dir(e)]
+    class_dirs = [e for e in _list_dir(root) if not e.name.startswith(".") and _follows(e, "dir")]
     if not class_dirs:
         loose = [e.name for e in _list_dir(root) if e.is_file() and is_image_file(e.name)]
         hint = (
@@ -87,6 +120,7 @@ def scan_class_folders(root: Path, *, min_classes: int = 2) -> dict[str, list[Pa
             f"only one class ({only!r}) found in {root}; classification needs at least two "
             "class folders"
         )
+    _check_one_label_per_image(found, root)
     return found
 
 
