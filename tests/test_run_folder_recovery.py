@@ -89,7 +89,9 @@ def test_killed_session_is_charged_up_to_its_last_heartbeat(tmp_path):
         time.sleep(600)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], env=ENV)
+    deadline = time.monotonic() + 60
     while not (tmp_path / "heartbeat.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "no heartbeat written"
         time.sleep(0.05)
     time.sleep(2.0)
     proc.send_signal(signal.SIGKILL)
