@@ -376,6 +376,7 @@ class HubTuner:
         for r in replay(Journal(self.out / "journal.jsonl")).results:  # told before a resume
             evaluator.observe(r)
         executor = self._executor(settings, trainer, evaluator)
+        loop = None
         try:
             loop = SearchLoop(
                 self.out, optimizer, evaluator, settings.budget, settings=settings.to_dict(),
@@ -385,6 +386,8 @@ class HubTuner:
             outcome = loop.run()
             return self._finish(ds, store, loop, outcome, settings)
         finally:
+            if loop is not None:
+                loop.journal.stop_heartbeat()  # also when the run raised (library use)
             if executor is not None:
                 executor.close()
 
