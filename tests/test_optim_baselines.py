@@ -225,3 +225,20 @@ def test_defaults_sequential_trains_one_model_to_the_end_cheapest_first():
     assert steps == [("small", 1), ("small", 2), ("small", 3), ("mid", 1), ("mid", 2),
                      ("mid", 3), ("big", 1), ("big", 2), ("big", 3)]
     assert get_method("defaults_sequential").options == {"order": "sequential"}
+
+
+
+def test_asha_told_results_it_did_not_ask_for_places_them_on_their_rung():
+    """A damaged snapshot is rebuilt by telling a fresh optimizer the journal's results (no asks)."""
+    runs = table(n=12)
+    a = ASHA(ctx_for(runs, seed=3))
+    ev = SimulatedEvaluator(runs)
+    told = []
+    for _ in range(7):
+        told.append(ev.advance(a.ask()))
+        a.tell(told[-1])
+    b = ASHA(ctx_for(runs, seed=3))
+    for result in told:
+        b.tell(result)  # used to raise KeyError (target_rung is set only by ask)
+    assert b.target_rung == a.target_rung
+    assert b.rung_score == a.rung_score and b.promoted == a.promoted

@@ -76,9 +76,21 @@ class ASHA(PoolOptimizer):
 
     def on_tell(self, result: StepResult) -> None:
         tid = result.trial_id
-        k = self.target_rung[tid]
+        k = self.target_rung.get(tid)
+        if k is None or self.rungs[k] < result.step.to_epoch:
+            k = self._adopt(tid, result.step.to_epoch)  # not asked here: rebuilt from a journal
         self.at_rung[k].append(tid)
         self.rung_score[k][tid] = self.score[tid]
+
+    def _adopt(self, tid: str, to_epoch: int) -> int:
+        """Take in a step this optimizer did not ask for (the journal's): its epoch names its rung."""
+        k = max((i for i, r in enumerate(self.rungs) if r <= to_epoch), default=0)
+        self.target_rung[tid] = k
+        if k > 0:
+            self.promoted[k - 1].add(tid)
+        if tid in self.order:
+            self.next_new = max(self.next_new, self.order.index(tid) + 1)
+        return k
 
     def extra_state(self) -> dict[str, Any]:
         return {
