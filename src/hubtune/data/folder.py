@@ -33,8 +33,6 @@ def _list_dir(path: Path) -> list[os.DirEntry[str]]:
         raise DataError(f"cannot read folder {path}: {exc.strerror or exc}") from None
 
 
-def _is_visible_dir(entry: os.DirEntry[str]) -> bool:
-    return not entry.name.startswith(".") and entry.is_dir(follow_symlinks=True)
 
 
 def _follows(entry: os.DirEntry[str], kind: str) -> bool:
@@ -44,6 +42,10 @@ def _follows(entry: os.DirEntry[str], kind: str) -> bool:
     except OSError as exc:
         log.warning("skipping %s: %s", entry.path, exc.strerror or exc)
         return False
+
+
+def _is_visible_dir(entry: os.DirEntry[str]) -> bool:
+    return not entry.name.startswith(".") and _follows(entry, "dir")
 
 
 def _image_files(class_dir: Path) -> list[Path]:
@@ -92,7 +94,7 @@ def scan_class_folders(root: Path, *, min_classes: int = 2) -> dict[str, list[Pa
     Raises :class:`DataError` for a folder without class folders, a class
     folder without image files, or fewer than ``min_classes`` classes.
     """
-    class_dirs = [e for e in _list_dir(root) if not e.name.startswith(".") and _follows(e, "dir")]
+    class_dirs = [e for e in _list_dir(root) if _is_visible_dir(e)]
     if not class_dirs:
         loose = [e.name for e in _list_dir(root) if e.is_file() and is_image_file(e.name)]
         hint = (
