@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
                     _fail(f"search-space file {space} is not valid JSON: {exc}")
             tuner = HubTuner(
                 budget=budget, out=out, hub=hub,
-                models=[m for m in models.split(",") if m] if models else None,
+                models=[m.strip() for m in models.split(",") if m.strip()] if models is not None else None,
                 space=space_dict, max_epochs=max_epochs, seed=seed, device=device,
                 image_size=image_size, subset=subset, optimizer=optimizer, quota=quota,
                 final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
@@ -100,9 +100,16 @@ def register(app: typer.Typer) -> None:
             typer.echo(result.summary())
             typer.echo(f"report: {out / 'report.html'}")
         else:
-            typer.echo(json.dumps({"event": "result", "best_dir": str(result.best_dir),
+            typer.echo(json.dumps({"event": "result",
+                                   "best_dir": None if result.best_dir is None else str(result.best_dir),
                                    "model": result.model, "val": result.val_score,
-                                   "test": result.test_score, "elapsed": result.elapsed}))
+                                   "test": result.test_score, "elapsed": result.elapsed,
+                                   "near_chance": result.near_chance,
+                                   "no_model_reason": result.no_model_reason}))
+        if result.best_dir is None:
+            typer.secho(f"error: no model was exported: {result.no_model_reason}",
+                        fg="red", err=True)
+            raise typer.Exit(1)
 
     @app.command("predict")
     def predict(

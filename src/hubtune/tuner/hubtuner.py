@@ -24,6 +24,7 @@ from typing import Any
 
 from hubtune.core.errors import RunError
 from hubtune.protocol.steps import Step, StepResult
+from hubtune.tuner.outcome import chance_level, near_chance, no_model_reason
 
 DEFAULT_CPU_IMAGE_SIZE = 64
 
@@ -80,24 +81,31 @@ class SearchResult:
     trials: int
     why: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    no_model_reason: str | None = None  # set when nothing could be exported
+    near_chance: bool = False  # the exported model scores at or near chance level
 
     def summary(self) -> str:
         """One paragraph for the terminal."""
         def pct(v: float | None) -> str:
             return "n/a" if v is None else f"{100 * v:.2f}%"
 
-        return (
-            f"best model {self.model} (val {pct(self.val_score)}, test {pct(self.test_score)}); "
-            f"{self.steps} steps over {self.trials} candidates in {self.elapsed:.0f}s of a "
-            f"{self.budget:.0f}s budget (ended: {self.why}); exported to {self.best_dir}"
-        )
+        spent = (f"{self.steps} steps over {self.trials} candidates in {self.elapsed:.0f}s of a "
+                 f"{self.budget:.0f}s budget (ended: {self.why})")
+        if self.best_dir is None:
+            return f"no model was exported: {self.no_model_reason}; {spent}"
+        text = (f"best model {self.model} (val {pct(self.val_score)}, test "
+                f"{pct(self.test_score)}); {spent}; exported to {self.best_dir}")
+        if self.near_chance:
+            text += ("\nwarning: the exported model scores at or near chance level (always "
+                     "predicting the most frequent class); it has not learned the task")
+        return text
 
 
 def resolve_models(models: Sequence[str] | None, hub: str | None) -> list[str]:
     """Model names from an explicit list or a named hub/pattern (offline by default)."""
     from hubtune.hub import get_descriptor, list_models
 
-    if models:
+    if models is not None:
         names = list(dict.fromkeys(models))
         for n in names:
             get_descriptor(n)  # raises HubError naming close matches
@@ -229,14 +237,18 @@ class HubTuner:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         from hubtune.core.units import parse_duration, parse_size
+        from hubtune.tuner.options import check_run_options
 
         self._t0 = time.monotonic()
         self.out = Path(out)
         self.on_event = on_event or (lambda _e, _p: None)
         self._budget = parse_duration(budget)
         parse_size(quota)
-        if max_epochs < 1:
-            raise RunError(f"--max-epochs must be >= 1, got {max_epochs}")
+        check_run_options(dict(
+            max_epochs=max_epochs, seed=seed, final_epochs=final_epochs, num_threads=num_threads,
+            subset=subset, image_size=image_size, models=None if models is None else list(models),
+            space=space, optimizer=optimizer, pretrained=pretrained,
+        ))
         if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
             raise RunError(f"--device must be cpu or cuda, got {device!r}")
         gpu_list = _check_parallel(workers, gpus, gpus_per_trial, ray_address, device)
@@ -255,7 +267,7 @@ class HubTuner:
             if not torch.cuda.is_available():
                 raise RunError("--device cuda was asked for, but no CUDA GPU is available")
         self._args = dict(
-            hub=hub, models=list(models) if models else None, space=space, max_epochs=max_epochs,
+            hub=hub, models=list(models) if models is not None else None, space=space, max_epochs=max_epochs,
             seed=seed, device=device, image_size=image_size, subset=subset, optimizer=optimizer,
             quota=quota, final_epochs=final_epochs, num_threads=num_threads,
             pretrained=pretrained, workers=workers, gpus=gpu_list, gpus_per_trial=gpus_per_trial,
@@ -332,8 +344,6 @@ class HubTuner:
         from hubtune.tuner.store import CheckpointStore
 
         settings = self._settings(str(data))  # again, under the lock
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.out / "run.json", settings.to_dict())
         ds = load_dataset(
             settings.data, image_size=settings.image_size, subset=settings.subset,
             seed=settings.seed, cache_dir=self.out / "data-cache",
@@ -353,6 +363,10 @@ class HubTuner:
         )
         spec = get_method(settings.optimizer)
         optimizer = spec.load()(ctx, **dict(spec.options))
+        # Only now, with data loaded and the optimizer built, is the run folder claimed:
+        # a command refused above leaves no run.json behind to block the corrected one.
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.out / "run.json", settings.to_dict())
         store = CheckpointStore(self.out / "trials", settings.quota)
         trainer = TrainerEvaluator(
             ds, store.root.resolve(), max_epochs=settings.max_epochs, seed=settings.seed,
@@ -408,6 +422,21 @@ class HubTuner:
         )
 
     # --------------------------------------------------------------- export
+    @staticmethod
+    def _flag_chance(metrics: dict[str, Any], ds: Any, best_dir: Path) -> bool:
+        """Add chance levels and a ``near_chance`` flag to ``metrics`` (and metrics.json)."""
+        from hubtune.core.atomic import write_json_atomic
+
+        val_labels = ds.val.labels.tolist()
+        chance = {"val": chance_level(val_labels)}
+        if ds.test is not None:
+            chance["test"] = chance_level(ds.test.labels.tolist())
+        flag = near_chance((metrics.get("val") or {}).get("top1"), val_labels)
+        metrics["chance_level"] = chance
+        metrics["near_chance"] = flag
+        write_json_atomic(best_dir / "metrics.json", metrics)
+        return flag
+
     def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
         from hubtune.finetune.checkpoint import has_checkpoint, read_state
         from hubtune.space.config import Config
@@ -446,6 +475,13 @@ class HubTuner:
                 extra_metrics={"search_elapsed_seconds": outcome.elapsed,
                                "budget_seconds": settings.budget},
             )
+        no_model = flag = None
+        if best_dir is None:
+            no_model = no_model_reason(loop.results, outcome.why, settings.budget,
+                                       settings.pretrained)
+            loop.journal.append("note", what="no_model", reason=no_model)
+        else:
+            flag = self._flag_chance(metrics, ds, best_dir)
         build_report(self.out)
         used = loop.elapsed()
         result = SearchResult(
@@ -456,6 +492,7 @@ class HubTuner:
             test_score=(metrics.get("test") or {}).get("top1"),
             elapsed=used, budget=settings.budget, steps=len(loop.results),
             trials=len({r.trial_id for r in loop.results}), why=outcome.why, metrics=metrics,
+            no_model_reason=no_model, near_chance=bool(flag),
         )
         (self.out / "result.json").write_text(json.dumps({
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
