@@ -57,6 +57,11 @@ def register(app: typer.Typer) -> None:
                                                "--out must be on a filesystem all nodes share."),
     ) -> None:
         """Search which model to finetune and how, within a time budget; export the best model."""
+        import time
+
+        from hubtune.core.process import seconds_since_process_start
+
+        started = time.monotonic() - seconds_since_process_start()  # start-up is charged too
         from hubtune.core.units import DurationError, QuotaError
         from hubtune.data import DataError
         from hubtune.hub import HubError
@@ -85,6 +90,7 @@ def register(app: typer.Typer) -> None:
                 final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
                 workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
                 ray_address=ray_address, surrogate=surrogate, on_event=display,
+                started=started,
             )
             result = tuner.fit(data)
         except (DataError, HubError, ConfigError, RunError, DurationError, QuotaError,

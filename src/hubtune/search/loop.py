@@ -307,8 +307,11 @@ class SearchLoop:
         redo = self._restore() if resumed else []
         if not self._clock_fixed:
             self._t0 = time.monotonic()
+        # ``setup``: this session's seconds before its start event (process start-up,
+        # data loading), which the budget charges too (replay adds it back).
         entry = self.journal.append("start", settings=self.settings, resumed=resumed,
-                                    workers=self.executor.slots)
+                                    workers=self.executor.slots,
+                                    setup=round(max(0.0, time.monotonic() - self._t0), 3))
         self.journal.start_heartbeat(entry["t"])
         for msg in self.recovered:
             self.journal.append("note", what="recovered", message=msg)

@@ -209,6 +209,8 @@ class HubTuner:
             optimizers; default: the shipped surrogate, or its offline-hub version
             when every model is from the offline hub.
         on_event: callback ``(event, payload)`` for progress display.
+        started: a ``time.monotonic()`` value from which the budget is charged
+            (default: when the tuner is created; ``hubtune run`` passes its process start).
     """
 
     def __init__(
@@ -235,11 +237,14 @@ class HubTuner:
         ray_address: str | None = None,
         surrogate: str | Path | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        started: float | None = None,
     ) -> None:
         from hubtune.core.units import parse_duration, parse_size
         from hubtune.tuner.options import check_run_options
 
-        self._t0 = time.monotonic()
+        # The budget clock starts here, or earlier where the caller says so (the CLI:
+        # when its process started, so start-up is charged too).
+        self._t0 = time.monotonic() if started is None else min(started, time.monotonic())
         self.out = Path(out)
         self.on_event = on_event or (lambda _e, _p: None)
         self._budget = parse_duration(budget)
