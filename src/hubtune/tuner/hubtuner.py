@@ -409,11 +409,19 @@ class HubTuner:
 
     # --------------------------------------------------------------- export
     def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
+        """Export the best trial with a loadable checkpoint to ``best/``; write ``result.json``.
+
+        The trials are tried best-first: one whose checkpoint cannot be loaded is
+        journalled (``broken_checkpoint``) and announced, and the next is exported.
+        """
         from hubtune.finetune.checkpoint import has_checkpoint, read_state
         from hubtune.space.config import Config
-        from hubtune.tuner.export import export_trial
+        from hubtune.tuner.bestdir import recover_best
+        from hubtune.tuner.export import CHECKPOINT_ERRORS, export_first_loadable
         from hubtune.tuner.report import build_report
 
+        for done in recover_best(self.out):  # leftovers of a kill during the last export
+            loop.journal.append("note", what="best_recovered", detail=done)
         # Exported model: the trial whose checkpoint (its latest epoch) scores best on
         # validation; that is the model we can hand over without retraining.
         latest: dict[str, tuple[int, float]] = {}
@@ -425,33 +433,43 @@ class HubTuner:
              and math.isfinite(latest[t][1])),
             key=lambda t: -latest[t][1],
         )
-        metrics: dict[str, Any] = {}
-        best_dir = None
-        if ranked:
+        if ranked and settings.final_epochs > 0:
             chosen = ranked[0]
-            if settings.final_epochs > 0:
+            try:
                 state = read_state(store.trial_dir(chosen))
-                cfg = Config.from_dict(state["config"])
-                target = min(int(state["epoch"]) + settings.final_epochs, settings.max_epochs)
-                if target > int(state["epoch"]):
-                    self.on_event("final", {"trial_id": chosen, "to_epoch": target})
-                    res = loop.advance_outside_search(
-                        Step(chosen, cfg, target, {"why": "final epochs"}))
-                    loop.journal.append("note", what="final_epochs", trial_id=chosen,
-                                        to_epoch=target,
-                                        status=res.status if res else "worker lost")
-            best_dir = self.out / "best"
-            metrics = export_trial(
-                store.trial_dir(chosen), ds, best_dir, device=settings.device,
-                extra_metrics={"search_elapsed_seconds": outcome.elapsed,
-                               "budget_seconds": settings.budget},
-            )
+            except CHECKPOINT_ERRORS:
+                state = None  # the export loop below reports it and falls back
+            target = min(int(state["epoch"]) + settings.final_epochs, settings.max_epochs) if state else 0
+            if state and target > int(state["epoch"]):
+                self.on_event("final", {"trial_id": chosen, "to_epoch": target})
+                res = loop.advance_outside_search(
+                    Step(chosen, Config.from_dict(state["config"]), target, {"why": "final epochs"}))
+                loop.journal.append("note", what="final_epochs", trial_id=chosen, to_epoch=target,
+                                    status=res.status if res else "worker lost")
+        search = {"data": settings.data, "optimizer": settings.optimizer,
+                  "budget_seconds": settings.budget, "elapsed_seconds": outcome.elapsed,
+                  "steps": len(loop.results), "trials": len({r.trial_id for r in loop.results}),
+                  "max_epochs": settings.max_epochs, "seed": settings.seed}
+        def broken(trial_id: str, reason: str) -> None:
+            loop.journal.append("note", what="broken_checkpoint", trial_id=trial_id, reason=reason)
+            self.on_event("notice", {"message": f"the checkpoint of trial {trial_id} cannot be "
+                                     f"exported ({reason}); trying the next-best trial"})
+
+        chosen, metrics = export_first_loadable(
+            [store.trial_dir(t) for t in ranked], ds, self.out / "best", device=settings.device,
+            extra_metrics={"search_elapsed_seconds": outcome.elapsed,
+                           "budget_seconds": settings.budget}, search=search, on_broken=broken)
+        best_dir = self.out / "best" if chosen else None
+        if ranked and best_dir is None:
+            self.on_event("notice", {"message": "no trial checkpoint could be exported (see the "
+                                     "broken_checkpoint notes in journal.jsonl); best/ was not updated"})
         build_report(self.out)
         used = loop.elapsed()
+        meta = json.loads((best_dir / "hubtune.json").read_text()) if best_dir else {}
         result = SearchResult(
             out=self.out, best_dir=best_dir,
             model=metrics.get("model"),
-            config=json.loads((best_dir / "config.json").read_text()) if best_dir else None,
+            config=meta.get("config") if best_dir else None,
             val_score=(metrics.get("val") or {}).get("top1"),
             test_score=(metrics.get("test") or {}).get("top1"),
             elapsed=used, budget=settings.budget, steps=len(loop.results),
@@ -461,4 +479,3 @@ class HubTuner:
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
         }, indent=2, default=str))
         return result
-
