@@ -204,6 +204,9 @@ def load_best(best_dir: str | Path, device: str = "cpu") -> LoadedBest:
     if not d.is_dir():
         raise ExportError(f"{d} does not exist or is not a folder (no exported model)")
     missing = [n for n in REQUIRED if not (d / n).exists()]
+    if missing == ["hubtune.json"]:
+        raise ExportError(f"{d} is not an exported hubtune model (missing hubtune.json; written by "
+                          f"an older hubtune? run the same 'hubtune run' again to re-export it)")
     if missing:
         raise ExportError(f"{d} is not an exported hubtune model (missing {', '.join(missing)})")
     cfg, pre, meta, labels = (_read_json(d, n) for n in
