@@ -32,6 +32,7 @@ def _register_commands() -> None:
     # Each command module adds its own command(s) to the app.
     from hubtune.commands import bench as bench_cmd
     from hubtune.commands import demo as demo_cmd
+    from hubtune.commands import export as export_cmd
     from hubtune.commands import finetune as finetune_cmd
     from hubtune.commands import hub as hub_cmd
     from hubtune.commands import metadata as metadata_cmd
@@ -47,6 +48,7 @@ def _register_commands() -> None:
     demo_cmd.register(app)
     hub_cmd.register(app)
     metatrain_cmd.register(app)
+    export_cmd.register(app)
 
 
 _register_commands()

@@ -442,12 +442,38 @@ class HubTuner:
         write_json_atomic(best_dir / "metrics.json", metrics)
         return flag
 
-    def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
-        from hubtune.finetune.checkpoint import has_checkpoint, read_state
+    def _final_epochs(self, chosen: str, store: Any, loop: Any, settings: RunSettings) -> None:
+        """Train the chosen trial ``final_epochs`` more epochs (up to ``max_epochs``)."""
+        from hubtune.finetune.checkpoint import read_state
         from hubtune.space.config import Config
-        from hubtune.tuner.export import export_trial
+        from hubtune.tuner.export import CHECKPOINT_ERRORS
+
+        try:
+            state = read_state(store.trial_dir(chosen))
+        except CHECKPOINT_ERRORS:
+            return  # the export below reports the broken checkpoint and falls back
+        target = min(int(state["epoch"]) + settings.final_epochs, settings.max_epochs)
+        if target <= int(state["epoch"]):
+            return
+        self.on_event("final", {"trial_id": chosen, "to_epoch": target})
+        res = loop.advance_outside_search(
+            Step(chosen, Config.from_dict(state["config"]), target, {"why": "final epochs"}))
+        loop.journal.append("note", what="final_epochs", trial_id=chosen, to_epoch=target,
+                            status=res.status if res else "worker lost")
+
+    def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
+        """Export the best trial with a loadable checkpoint to ``best/``; write ``result.json``.
+
+        The trials are tried best-first: one whose checkpoint cannot be loaded is
+        journalled (``broken_checkpoint``) and announced, and the next is exported.
+        """
+        from hubtune.finetune.checkpoint import has_checkpoint
+        from hubtune.tuner.bestdir import recover_best
+        from hubtune.tuner.export import export_first_loadable
         from hubtune.tuner.report import build_report
 
+        for done in recover_best(self.out):  # leftovers of a kill during the last export
+            loop.journal.append("note", what="best_recovered", detail=done)
         # Exported model: the trial whose checkpoint (its latest epoch) scores best on
         # validation; that is the model we can hand over without retraining.
         latest: dict[str, tuple[int, float]] = {}
@@ -459,40 +485,43 @@ class HubTuner:
              and math.isfinite(latest[t][1])),
             key=lambda t: -latest[t][1],
         )
-        metrics: dict[str, Any] = {}
-        best_dir = None
-        if ranked:
-            chosen = ranked[0]
-            if settings.final_epochs > 0:
-                state = read_state(store.trial_dir(chosen))
-                cfg = Config.from_dict(state["config"])
-                target = min(int(state["epoch"]) + settings.final_epochs, settings.max_epochs)
-                if target > int(state["epoch"]):
-                    self.on_event("final", {"trial_id": chosen, "to_epoch": target})
-                    res = loop.advance_outside_search(
-                        Step(chosen, cfg, target, {"why": "final epochs"}))
-                    loop.journal.append("note", what="final_epochs", trial_id=chosen,
-                                        to_epoch=target,
-                                        status=res.status if res else "worker lost")
-            best_dir = self.out / "best"
-            metrics = export_trial(
-                store.trial_dir(chosen), ds, best_dir, device=settings.device,
-                extra_metrics={"search_elapsed_seconds": outcome.elapsed,
-                               "budget_seconds": settings.budget},
-            )
+        if ranked and settings.final_epochs > 0:
+            self._final_epochs(ranked[0], store, loop, settings)
+        search = {"data": settings.data, "optimizer": settings.optimizer,
+                  "budget_seconds": settings.budget, "elapsed_seconds": outcome.elapsed,
+                  "steps": len(loop.results), "trials": len({r.trial_id for r in loop.results}),
+                  "max_epochs": settings.max_epochs, "seed": settings.seed}
+
+        def broken(trial_id: str, reason: str) -> None:
+            loop.journal.append("note", what="broken_checkpoint", trial_id=trial_id, reason=reason)
+            self.on_event("notice", {"message": f"the checkpoint of trial {trial_id} cannot be "
+                                     f"exported ({reason}); trying the next-best trial"})
+
+        chosen, metrics = export_first_loadable(
+            [store.trial_dir(t) for t in ranked], ds, self.out / "best", device=settings.device,
+            extra_metrics={"search_elapsed_seconds": outcome.elapsed,
+                           "budget_seconds": settings.budget}, search=search, on_broken=broken)
+        best_dir = self.out / "best" if chosen else None
+        if ranked and best_dir is None:
+            self.on_event("notice", {"message": "no trial checkpoint could be exported (see the "
+                                     "broken_checkpoint notes in journal.jsonl); best/ was not updated"})
         no_model = flag = None
         if best_dir is None:
-            no_model = no_model_reason(loop.results, outcome.why, settings.budget,
-                                       settings.pretrained)
+            no_model = ("no trial's checkpoint could be loaded for export (see the "
+                        "broken_checkpoint notes in journal.jsonl)") if ranked else \
+                no_model_reason(loop.results, outcome.why, settings.budget, settings.pretrained)
             loop.journal.append("note", what="no_model", reason=no_model)
         else:
             flag = self._flag_chance(metrics, ds, best_dir)
         build_report(self.out)
         used = loop.elapsed()
+        # Journaled, so that a resumed run charges this session's export and report too.
+        loop.journal.append("note", what="exported", elapsed=used)
+        meta = json.loads((best_dir / "hubtune.json").read_text()) if best_dir else {}
         result = SearchResult(
             out=self.out, best_dir=best_dir,
             model=metrics.get("model"),
-            config=json.loads((best_dir / "config.json").read_text()) if best_dir else None,
+            config=meta.get("config") if best_dir else None,
             val_score=(metrics.get("val") or {}).get("top1"),
             test_score=(metrics.get("test") or {}).get("top1"),
             elapsed=used, budget=settings.budget, steps=len(loop.results),
@@ -503,4 +532,3 @@ class HubTuner:
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
         }, indent=2, default=str))
         return result
-
