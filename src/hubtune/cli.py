@@ -36,10 +36,12 @@ def _register_commands() -> None:
     from hubtune.commands import hub as hub_cmd
     from hubtune.commands import metadata as metadata_cmd
     from hubtune.commands import metatrain as metatrain_cmd
+    from hubtune.commands import predict as predict_cmd
     from hubtune.commands import run as run_cmd
     from hubtune.commands import space as space_cmd
 
     run_cmd.register(app)
+    predict_cmd.register(app)
     space_cmd.register(app)
     bench_cmd.register(app)
     metadata_cmd.register(app)

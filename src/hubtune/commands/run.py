@@ -1,4 +1,4 @@
-"""``hubtune run``, ``hubtune predict`` and ``hubtune report``: the end-to-end search and its outputs."""
+"""``hubtune run`` and ``hubtune report``: the end-to-end search and its outputs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _fail(message: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``run``, ``predict`` and ``report`` to ``app``."""
+    """Add ``run`` and ``report`` to ``app`` (``predict`` lives in :mod:`hubtune.commands.predict`)."""
 
     @app.command("run")
     def run(
@@ -110,27 +110,6 @@ def register(app: typer.Typer) -> None:
             typer.secho(f"error: no model was exported: {result.no_model_reason}",
                         fg="red", err=True)
             raise typer.Exit(1)
-
-    @app.command("predict")
-    def predict(
-        run_dir: Path = typer.Argument(..., help="A run folder (uses its best/) or a best/ folder."),
-        images: list[Path] = typer.Argument(..., help="Image files to classify."),
-        top: int = typer.Option(1, help="Show the top-k classes."),
-        device: str = typer.Option("cpu", help="cpu or cuda."),
-    ) -> None:
-        """Classify images with a run's exported model."""
-        from hubtune.hub import HubError
-        from hubtune.tuner.export import ExportError, Predictor
-
-        best = run_dir / "best" if (run_dir / "best").is_dir() else run_dir
-        try:
-            predictor = Predictor(best, device=device)
-            preds = predictor.predict(list(images), top_k=top)
-        except (ExportError, HubError) as exc:
-            _fail(str(exc))
-        for p in preds:
-            extra = ", ".join(f"{lbl} {prob:.3f}" for lbl, prob in p.top[1:])
-            typer.echo(f"{p.path}\t{p.label}\t{p.probability:.3f}" + (f"\t({extra})" if extra else ""))
 
     @app.command("report")
     def report(run_dir: Path = typer.Argument(..., help="A run folder.")) -> None:
