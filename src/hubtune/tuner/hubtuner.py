@@ -18,13 +18,14 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from hubtune.core.errors import RunError
 from hubtune.protocol.steps import Step, StepResult
 from hubtune.tuner.outcome import chance_level, near_chance, no_model_reason
+from hubtune.tuner.results import SearchResult  # re-exported: its home was here
 
 DEFAULT_CPU_IMAGE_SIZE = 64
 
@@ -63,42 +64,6 @@ class RunSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSettings:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-
-@dataclass
-class SearchResult:
-    """What a finished search hands over."""
-
-    out: Path
-    best_dir: Path | None
-    model: str | None
-    config: dict[str, Any] | None
-    val_score: float | None
-    test_score: float | None
-    elapsed: float
-    budget: float
-    steps: int
-    trials: int
-    why: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    no_model_reason: str | None = None  # set when nothing could be exported
-    near_chance: bool = False  # the exported model scores at or near chance level
-
-    def summary(self) -> str:
-        """One paragraph for the terminal."""
-        def pct(v: float | None) -> str:
-            return "n/a" if v is None else f"{100 * v:.2f}%"
-
-        spent = (f"{self.steps} steps over {self.trials} candidates in {self.elapsed:.0f}s of a "
-                 f"{self.budget:.0f}s budget (ended: {self.why})")
-        if self.best_dir is None:
-            return f"no model was exported: {self.no_model_reason}; {spent}"
-        text = (f"best model {self.model} (val {pct(self.val_score)}, test "
-                f"{pct(self.test_score)}); {spent}; exported to {self.best_dir}")
-        if self.near_chance:
-            text += ("\nwarning: the exported model scores at or near chance level (always "
-                     "predicting the most frequent class); it has not learned the task")
-        return text
 
 
 def resolve_models(models: Sequence[str] | None, hub: str | None) -> list[str]:
