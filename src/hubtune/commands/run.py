@@ -52,6 +52,10 @@ def register(app: typer.Typer) -> None:
                                               "of the shipped one (default: the shipped "
                                               "surrogate; for offline-hub models its "
                                               "offline-specialised version)."),
+        metric: str = typer.Option("top1", help="Validation score the search optimizes and "
+                                   "the export ranks by: top1 (accuracy), balanced_accuracy "
+                                   "(mean per-class recall) or macro_f1. best/metrics.json "
+                                   "reports all three."),
         ray_address: str | None = typer.Option(None, help="Join a running Ray cluster (auto or "
                                                "HOST:PORT) instead of starting a local one; "
                                                "--out must be on a filesystem all nodes share."),
@@ -84,7 +88,7 @@ def register(app: typer.Typer) -> None:
                 image_size=image_size, subset=subset, optimizer=optimizer, quota=quota,
                 final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
                 workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
-                ray_address=ray_address, surrogate=surrogate, on_event=display,
+                ray_address=ray_address, surrogate=surrogate, metric=metric, on_event=display,
             )
             result = tuner.fit(data)
         except (DataError, HubError, ConfigError, RunError, DurationError, QuotaError,
@@ -102,7 +106,8 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(json.dumps({"event": "result",
                                    "best_dir": None if result.best_dir is None else str(result.best_dir),
-                                   "model": result.model, "val": result.val_score,
+                                   "model": result.model, "metric": result.metric,
+                                   "val": result.val_score,
                                    "test": result.test_score, "elapsed": result.elapsed,
                                    "near_chance": result.near_chance,
                                    "no_model_reason": result.no_model_reason}))

@@ -53,6 +53,7 @@ class RunSettings:
     gpus: list[int] | None = None
     gpus_per_trial: float | None = None
     ray_address: str | None = None
+    metric: str = "top1"
 
     # Settings that may change when resuming (budget can be extended; more workers added).
     RESUMABLE_CHANGES = ("budget", "quota", "final_epochs", "num_threads", "device",
@@ -170,6 +171,8 @@ class HubTuner:
         gpus_per_trial: GPU share of one worker (default 1 on CUDA; 0.5 packs two per GPU).
         ray_address: join this Ray cluster (``"auto"`` or ``"HOST:PORT"``) instead of
             starting a local Ray instance; ``out`` must then be on a shared filesystem.
+        metric: the validation score the search optimizes and export ranks by:
+            ``"top1"`` (accuracy), ``"balanced_accuracy"`` or ``"macro_f1"``.
         surrogate: a folder written by ``hubtune metatrain`` for surrogate-based
             optimizers; default: the shipped surrogate, or its offline-hub version
             when every model is from the offline hub.
@@ -199,6 +202,7 @@ class HubTuner:
         gpus_per_trial: float | None = None,
         ray_address: str | None = None,
         surrogate: str | Path | None = None,
+        metric: str = "top1",
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         from hubtune.core.units import parse_duration, parse_size
@@ -214,6 +218,11 @@ class HubTuner:
             subset=subset, image_size=image_size, models=None if models is None else list(models),
             space=space, optimizer=optimizer, pretrained=pretrained,
         ))
+        from hubtune.finetune.metrics import METRICS
+
+        if metric not in METRICS:
+            raise RunError(f"--metric must be {', '.join(METRICS[:-1])} or {METRICS[-1]}, "
+                           f"got {metric!r}")
         if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
             raise RunError(f"--device must be cpu or cuda, got {device!r}")
         gpu_list = _check_parallel(workers, gpus, gpus_per_trial, ray_address, device)
@@ -236,7 +245,7 @@ class HubTuner:
             seed=seed, device=device, image_size=image_size, subset=subset, optimizer=optimizer,
             quota=quota, final_epochs=final_epochs, num_threads=num_threads,
             pretrained=pretrained, workers=workers, gpus=gpu_list, gpus_per_trial=gpus_per_trial,
-            ray_address=ray_address or None, surrogate=surrogate,
+            ray_address=ray_address or None, surrogate=surrogate, metric=metric,
         )
 
     # ------------------------------------------------------------ settings
@@ -261,7 +270,7 @@ class HubTuner:
             quota=a["quota"], final_epochs=a["final_epochs"], num_threads=a["num_threads"],
             pretrained=a["pretrained"], workers=a["workers"], gpus=a["gpus"],
             gpus_per_trial=a["gpus_per_trial"], ray_address=a["ray_address"],
-            surrogate=a["surrogate"],
+            surrogate=a["surrogate"], metric=a["metric"],
         )
         path = self.out / "run.json"
         if not path.exists():
@@ -336,7 +345,7 @@ class HubTuner:
         trainer = TrainerEvaluator(
             ds, store.root.resolve(), max_epochs=settings.max_epochs, seed=settings.seed,
             device=settings.device, num_threads=settings.num_threads,
-            pretrained=settings.pretrained,
+            pretrained=settings.pretrained, metric=settings.metric,
         )
         evaluator = _ContinuationGuard(trainer)
 
@@ -409,7 +418,8 @@ class HubTuner:
         from hubtune.tuner.report import build_report
 
         # Exported model: the trial whose checkpoint (its latest epoch) scores best on
-        # validation; that is the model we can hand over without retraining.
+        # validation in the run's metric; that is the model we can hand over without
+        # retraining.
         latest: dict[str, tuple[int, float]] = {}
         for r in loop.results:
             for rec in r.records:
@@ -437,7 +447,8 @@ class HubTuner:
             best_dir = self.out / "best"
             metrics = export_trial(
                 store.trial_dir(chosen), ds, best_dir, device=settings.device,
-                extra_metrics={"search_elapsed_seconds": outcome.elapsed,
+                extra_metrics={"metric": settings.metric,
+                               "search_elapsed_seconds": outcome.elapsed,
                                "budget_seconds": settings.budget},
             )
         no_model = flag = None
@@ -453,11 +464,12 @@ class HubTuner:
             out=self.out, best_dir=best_dir,
             model=metrics.get("model"),
             config=json.loads((best_dir / "config.json").read_text()) if best_dir else None,
-            val_score=(metrics.get("val") or {}).get("top1"),
-            test_score=(metrics.get("test") or {}).get("top1"),
+            val_score=(metrics.get("val") or {}).get(settings.metric),
+            test_score=(metrics.get("test") or {}).get(settings.metric),
             elapsed=used, budget=settings.budget, steps=len(loop.results),
             trials=len({r.trial_id for r in loop.results}), why=outcome.why, metrics=metrics,
             no_model_reason=no_model, near_chance=bool(flag),
+            metric=settings.metric,
         )
         (self.out / "result.json").write_text(json.dumps({
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
