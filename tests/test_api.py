@@ -11,6 +11,7 @@ from PIL import Image
 
 import hubtune
 from hubtune import HubTuner, RunError, SearchResult, load
+from hubtune.tuner.device import resolve_device
 from hubtune.tuner.results import LEADERBOARD_COLUMNS
 from test_run_e2e import make_folder
 
@@ -21,8 +22,7 @@ def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     data = make_folder(root / "data", per_class=20)
     tuner = HubTuner(budget=12, out=root / "run", models=["test_resnet"], max_epochs=2,
-                     image_size=32, optimizer="random", pretrained=False, num_threads=1,
-                     device="cpu")
+                     image_size=32, optimizer="random", pretrained=False, num_threads=1)
     return data, tuner.fit(data)
 
 
@@ -102,3 +102,40 @@ def test_load_an_interrupted_run(fitted, tmp_path):
 def test_load_refuses_a_folder_without_a_run(tmp_path):
     with pytest.raises(RunError, match="not a hubtune run folder"):
         load(tmp_path)
+
+
+def test_device_auto_is_the_default_and_resolves(fitted):
+    import torch
+
+    _, result = fitted
+    expected = "cuda" if torch.cuda.is_available() else (
+        "mps" if torch.backends.mps.is_available() else "cpu")
+    assert resolve_device("auto") == expected
+    assert json.loads((result.out / "run.json").read_text())["device"] == expected
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", ""])
+def test_unknown_device_is_refused(tmp_path, device):
+    with pytest.raises(RunError, match="--device must be auto, cpu, cuda"):
+        HubTuner(budget=5, out=tmp_path, models=["test_resnet"], device=device)
+
+
+def test_asking_for_a_device_this_machine_lacks_is_a_one_line_error(tmp_path):
+    import torch
+    from typer.testing import CliRunner
+
+    from hubtune.cli import app
+
+    lacking = [d for d, there in (("cuda", torch.cuda.is_available()),
+                                  ("mps", torch.backends.mps.is_available())) if not there]
+    if torch.cuda.is_available():
+        lacking.append(f"cuda:{torch.cuda.device_count()}")
+    for device in lacking:
+        res = CliRunner().invoke(app, ["run", "digits:50", "--out", str(tmp_path / "o"),
+                                       "--budget", "5", "--models", "test_resnet",
+                                       "--device", device])
+        assert res.exit_code == 2, res.output
+        assert res.stderr.count("\n") == 1 and f"--device {device} was asked for" in res.stderr
+        res = CliRunner().invoke(app, ["predict", str(tmp_path), str(tmp_path),
+                                       "--device", device])
+        assert res.exit_code == 2 and f"--device {device} was asked for" in res.stderr

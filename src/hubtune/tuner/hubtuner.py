@@ -163,7 +163,10 @@ class HubTuner:
         budget: seconds or a duration string (``"30m"``); covers everything.
         out: the run folder (resumes when it exists).
         space: a :class:`~hubtune.space.SearchSpace` JSON dict restricting the space.
-        max_epochs, seed, device, image_size, subset, optimizer, quota, final_epochs,
+        device: ``"auto"`` (default: CUDA if available, else Apple MPS, else CPU),
+            ``"cpu"``, ``"cuda"`` (``"cuda:N"``) or ``"mps"``; a device this machine lacks
+            raises :class:`RunError`.
+        max_epochs, seed, image_size, subset, optimizer, quota, final_epochs,
         num_threads, pretrained: see ``hubtune run --help``.
         workers: steps run at once. 1 (default): in this process, without Ray; more:
             on Ray workers (see ``docs/parallel.md``).
@@ -189,7 +192,7 @@ class HubTuner:
         space: dict[str, Any] | None = None,
         max_epochs: int = 10,
         seed: int = 0,
-        device: str = "cpu",
+        device: str = "auto",
         image_size: int | None = None,
         subset: int | None = None,
         optimizer: str = "quicktune",
@@ -223,8 +226,10 @@ class HubTuner:
         if metric not in METRICS:
             raise RunError(f"--metric must be {', '.join(METRICS[:-1])} or {METRICS[-1]}, "
                            f"got {metric!r}")
-        if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-            raise RunError(f"--device must be cpu or cuda, got {device!r}")
+        from hubtune.tuner.device import resolve_device
+
+        # auto -> cuda, mps or cpu; a cluster's driver may lack the GPUs its workers have
+        device = resolve_device(device, check_available=not ray_address)
         gpu_list = _check_parallel(workers, gpus, gpus_per_trial, ray_address, device)
         if surrogate is not None:
             from hubtune.surrogate.cache import load_default_surrogate
@@ -235,11 +240,6 @@ class HubTuner:
             except (SurrogateError, OSError, ValueError) as exc:
                 raise RunError(f"--surrogate {surrogate}: {exc}") from None
             surrogate = str(Path(surrogate).resolve())
-        if device.startswith("cuda") and not ray_address:  # a cluster's driver may lack a GPU
-            import torch
-
-            if not torch.cuda.is_available():
-                raise RunError("--device cuda was asked for, but no CUDA GPU is available")
         self._args = dict(
             hub=hub, models=list(models) if models is not None else None, space=space, max_epochs=max_epochs,
             seed=seed, device=device, image_size=image_size, subset=subset, optimizer=optimizer,

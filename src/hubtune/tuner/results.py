@@ -73,11 +73,13 @@ class SearchResult:
         *,
         top_k: int = 1,
         batch_size: int = 64,
-        device: str = "cpu",
+        device: str = "auto",
     ) -> list[Any]:
         """Classify image files, folders (searched recursively) or PIL images with ``best/``.
 
-        Returns one :class:`~hubtune.tuner.export.Prediction` per image, in order.
+        Returns one :class:`~hubtune.tuner.export.Prediction` per image, in order
+        (``device`` as in ``hubtune predict --device``; the loaded model is kept for
+        the next call).
         Raises :class:`RunError` when the run exported no model, ``ValueError`` for a
         bad ``top_k`` / ``batch_size``, and
         :class:`~hubtune.tuner.export.ExportError` naming an unreadable image.
