@@ -22,7 +22,8 @@ def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     data = make_folder(root / "data", per_class=20)
     tuner = HubTuner(budget=12, out=root / "run", models=["test_resnet"], max_epochs=2,
-                     image_size=32, optimizer="random", pretrained=False, num_threads=1)
+                     image_size=32, optimizer="random", pretrained=False, num_threads=1,
+                     device="auto")
     return data, tuner.fit(data)
 
 
@@ -104,7 +105,7 @@ def test_load_refuses_a_folder_without_a_run(tmp_path):
         load(tmp_path)
 
 
-def test_device_auto_is_the_default_and_resolves(fitted):
+def test_device_auto_resolves_and_the_run_stores_the_resolved_device(fitted):
     import torch
 
     _, result = fitted

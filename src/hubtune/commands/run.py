@@ -29,8 +29,8 @@ def register(app: typer.Typer) -> None:
         space: Path | None = typer.Option(None, help="Search-space JSON (fixed values, choices)."),
         max_epochs: int = typer.Option(10, help="Epochs a candidate may reach (schedules span them)."),
         seed: int = typer.Option(0, help="Seed of the search, the data split and every trial."),
-        device: str = typer.Option("auto", help="auto (cuda if available, else mps, else "
-                                   "cpu), cpu, cuda (or cuda:N) or mps."),
+        device: str = typer.Option("cpu", help="cpu, cuda (or cuda:N), mps, or auto (cuda "
+                                   "if available, else mps, else cpu)."),
         image_size: int | None = typer.Option(None, help="Training resolution (default 64 on CPU, "
                                               "the models' own on CUDA)."),
         subset: int | None = typer.Option(None, help="Use a stratified subset of N training images."),

@@ -163,8 +163,8 @@ class HubTuner:
         budget: seconds or a duration string (``"30m"``); covers everything.
         out: the run folder (resumes when it exists).
         space: a :class:`~hubtune.space.SearchSpace` JSON dict restricting the space.
-        device: ``"auto"`` (default: CUDA if available, else Apple MPS, else CPU),
-            ``"cpu"``, ``"cuda"`` (``"cuda:N"``) or ``"mps"``; a device this machine lacks
+        device: ``"cpu"`` (default), ``"cuda"`` (``"cuda:N"``), ``"mps"``, or ``"auto"``
+            (CUDA if available, else Apple MPS, else CPU); a device this machine lacks
             raises :class:`RunError`.
         max_epochs, seed, image_size, subset, optimizer, quota, final_epochs,
         num_threads, pretrained: see ``hubtune run --help``.
@@ -192,7 +192,7 @@ class HubTuner:
         space: dict[str, Any] | None = None,
         max_epochs: int = 10,
         seed: int = 0,
-        device: str = "auto",
+        device: str = "cpu",
         image_size: int | None = None,
         subset: int | None = None,
         optimizer: str = "quicktune",
