@@ -37,10 +37,12 @@ def _register_commands() -> None:
     from hubtune.commands import hub as hub_cmd
     from hubtune.commands import metadata as metadata_cmd
     from hubtune.commands import metatrain as metatrain_cmd
+    from hubtune.commands import predict as predict_cmd
     from hubtune.commands import run as run_cmd
     from hubtune.commands import space as space_cmd
 
     run_cmd.register(app)
+    predict_cmd.register(app)
     space_cmd.register(app)
     bench_cmd.register(app)
     metadata_cmd.register(app)
@@ -55,7 +57,15 @@ _register_commands()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (``hubtune``, ``python -m hubtune.cli``).
+
+    Here the process is the command, so ``hubtune run`` charges its budget from the
+    process start (interpreter start-up and imports included); an ``app`` invoked
+    inside another program (tests, notebooks) charges from the command's own start.
+    """
+    from hubtune.core import process
+
+    process.mark_command_process()
     app()
 
 

@@ -8,7 +8,10 @@ Example:
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+
+_command_started: float | None = None  # monotonic time of the process start, once marked
 
 
 def seconds_since_process_start() -> float:
@@ -25,3 +28,17 @@ def seconds_since_process_start() -> float:
         return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError, AttributeError):
         return 0.0
+
+
+def mark_command_process() -> None:
+    """Declare that this whole process is one command (called by the CLI's entry point)."""
+    global _command_started
+    _command_started = time.monotonic() - seconds_since_process_start()
+
+
+def command_started() -> float:
+    """``time.monotonic()`` value a command's budget clock starts from.
+
+    The process start where :func:`mark_command_process` was called, else now.
+    """
+    return _command_started if _command_started is not None else time.monotonic()

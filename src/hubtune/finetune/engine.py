@@ -48,6 +48,7 @@ from hubtune.finetune.checkpoint import (
     save_checkpoint,
     unflatten_optimizer_state,
 )
+from hubtune.finetune.metrics import METRICS, confusion_scores
 from hubtune.finetune.params import (
     build_optimizer,
     build_param_groups,
@@ -406,7 +407,9 @@ class Trial:
 
     @torch.no_grad()
     def evaluate(self, split: Any) -> dict[str, float]:
-        """Top-1, top-5 (fractions) and mean cross-entropy of the model on ``split``."""
+        """Top-1, top-5, balanced accuracy, macro F1 (fractions) and mean cross-entropy
+        of the model on ``split`` (the last two from the confusion counts,
+        :mod:`hubtune.finetune.metrics`)."""
         self.model.eval()
         bs = max(self.micro_batch * EVAL_BATCH_FACTOR, 1)
         while True:
@@ -424,6 +427,8 @@ class Trial:
         correct1 = torch.zeros((), device=self.device, dtype=torch.float64)
         correctk = torch.zeros_like(correct1)
         loss = torch.zeros_like(correct1)
+        c = self.num_classes
+        confusion = torch.zeros(c * c, device=self.device, dtype=torch.int64)
         for x, y in self.pipeline.eval_batches(split.images, split.labels, bs):
             with self._autocast():
                 logits = self.model(x)
@@ -433,11 +438,15 @@ class Trial:
             hit = topk == y[:, None]
             correct1 += hit[:, 0].sum()
             correctk += hit.any(dim=1).sum()
+            confusion += torch.bincount(y * c + topk[:, 0], minlength=c * c)
         n = max(int(split.labels.shape[0]), 1)
+        scores = confusion_scores(confusion.view(c, c).cpu().numpy())
         return {
             "top1": float(correct1) / n,
             "top5": float(correctk) / n,
             "loss": float(loss) / n,
+            "balanced_accuracy": scores["balanced_accuracy"],
+            "macro_f1": scores["macro_f1"],
         }
 
     # --------------------------------------------------------- snapshots
@@ -812,6 +821,7 @@ def _run_epoch(trial: Trial, epoch: int) -> EpochRecord:
         train_loss=train_loss,
         val_loss=metrics["loss"],
         top5=metrics["top5"],
+        val_metrics={m: metrics[m] for m in METRICS},
         lr=lr,
         peak_memory_mb=_peak_memory_mb(trial.device),
         batch_size=trial.micro_batch,
@@ -827,7 +837,8 @@ def evaluate_checkpoint(
     split: str = "test",
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """Top-1, top-5 and loss of the trial checkpointed in ``workdir`` on ``data``'s ``split``.
+    """Top-1, top-5, balanced accuracy, macro F1 and loss of the trial checkpointed in
+    ``workdir`` on ``data``'s ``split``.
 
     The trial's settings (config, max_epochs, seed, pretrained) come from its
     checkpoint; ``data`` must be the data it trained on. The model is built

@@ -203,25 +203,20 @@ class Predictor:
         self.mean = torch.tensor(self.pre["mean"]).view(1, 3, 1, 1)
         self.std = torch.tensor(self.pre["std"]).view(1, 3, 1, 1)
 
-    @torch.no_grad()
-    def predict(self, paths: list[str | Path], top_k: int = 3) -> list[Prediction]:
-        """Classify image files; unreadable files raise :class:`ExportError` naming them."""
-        from hubtune.data.images import ImageDecodeError, decode_image
+    def predict(self, paths: list[str | Path], top_k: int = 3,
+                batch_size: int = 64) -> list[Prediction]:
+        """Classify image files ``batch_size`` at a time (``top_k`` capped at the class
+        count); unreadable files raise :class:`ExportError` naming them.
 
-        size = int(self.pre["image_size"])
-        arrays = []
-        for p in paths:
-            try:
-                arrays.append(decode_image(p, size).pixels)
-            except ImageDecodeError as exc:
-                raise ExportError(f"cannot read image {p}: {exc}") from None
-        x = torch.from_numpy(__import__("numpy").stack(arrays)).permute(0, 3, 1, 2).float() / 255
-        x = ((x - self.mean) / self.std).to(self.device)
-        probs = self.model(x).softmax(-1).cpu()
-        k = min(top_k, probs.shape[1])
+        :func:`hubtune.tuner.predict.predict_stream` does the batching and can also
+        go on past unreadable files.
+        """
+        from hubtune.tuner.predict import Unreadable, predict_stream
+
+        k = max(1, min(top_k, len(self.labels)))
         out = []
-        for p, row in zip(paths, probs, strict=True):
-            vals, idx = row.topk(k)
-            top = [(self.labels[i], float(v)) for v, i in zip(vals.tolist(), idx.tolist(), strict=True)]
-            out.append(Prediction(str(p), top[0][0], top[0][1], top))
+        for item in predict_stream(self, paths, batch_size=batch_size, top_k=k):
+            if isinstance(item, Unreadable):
+                raise ExportError(f"cannot read image {item.path}: {item.reason}")
+            out.append(item)
         return out

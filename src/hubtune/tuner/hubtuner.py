@@ -18,13 +18,14 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from hubtune.core.errors import RunError
 from hubtune.protocol.steps import Step, StepResult
 from hubtune.tuner.outcome import chance_level, near_chance, no_model_reason
+from hubtune.tuner.results import SearchResult  # re-exported: its home was here
 
 DEFAULT_CPU_IMAGE_SIZE = 64
 
@@ -52,6 +53,7 @@ class RunSettings:
     gpus: list[int] | None = None
     gpus_per_trial: float | None = None
     ray_address: str | None = None
+    metric: str = "top1"
 
     # Settings that may change when resuming (budget can be extended; more workers added).
     RESUMABLE_CHANGES = ("budget", "quota", "final_epochs", "num_threads", "device",
@@ -63,42 +65,6 @@ class RunSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSettings:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-
-@dataclass
-class SearchResult:
-    """What a finished search hands over."""
-
-    out: Path
-    best_dir: Path | None
-    model: str | None
-    config: dict[str, Any] | None
-    val_score: float | None
-    test_score: float | None
-    elapsed: float
-    budget: float
-    steps: int
-    trials: int
-    why: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    no_model_reason: str | None = None  # set when nothing could be exported
-    near_chance: bool = False  # the exported model scores at or near chance level
-
-    def summary(self) -> str:
-        """One paragraph for the terminal."""
-        def pct(v: float | None) -> str:
-            return "n/a" if v is None else f"{100 * v:.2f}%"
-
-        spent = (f"{self.steps} steps over {self.trials} candidates in {self.elapsed:.0f}s of a "
-                 f"{self.budget:.0f}s budget (ended: {self.why})")
-        if self.best_dir is None:
-            return f"no model was exported: {self.no_model_reason}; {spent}"
-        text = (f"best model {self.model} (val {pct(self.val_score)}, test "
-                f"{pct(self.test_score)}); {spent}; exported to {self.best_dir}")
-        if self.near_chance:
-            text += ("\nwarning: the exported model scores at or near chance level (always "
-                     "predicting the most frequent class); it has not learned the task")
-        return text
 
 
 def resolve_models(models: Sequence[str] | None, hub: str | None) -> list[str]:
@@ -197,7 +163,10 @@ class HubTuner:
         budget: seconds or a duration string (``"30m"``); covers everything.
         out: the run folder (resumes when it exists).
         space: a :class:`~hubtune.space.SearchSpace` JSON dict restricting the space.
-        max_epochs, seed, device, image_size, subset, optimizer, quota, final_epochs,
+        device: ``"cpu"`` (default), ``"cuda"`` (``"cuda:N"``), ``"mps"``, or ``"auto"``
+            (CUDA if available, else Apple MPS, else CPU); a device this machine lacks
+            raises :class:`RunError`.
+        max_epochs, seed, image_size, subset, optimizer, quota, final_epochs,
         num_threads, pretrained: see ``hubtune run --help``.
         workers: steps run at once. 1 (default): in this process, without Ray; more:
             on Ray workers (see ``docs/parallel.md``).
@@ -205,6 +174,8 @@ class HubTuner:
         gpus_per_trial: GPU share of one worker (default 1 on CUDA; 0.5 packs two per GPU).
         ray_address: join this Ray cluster (``"auto"`` or ``"HOST:PORT"``) instead of
             starting a local Ray instance; ``out`` must then be on a shared filesystem.
+        metric: the validation score the search optimizes and export ranks by:
+            ``"top1"`` (accuracy), ``"balanced_accuracy"`` or ``"macro_f1"``.
         surrogate: a folder written by ``hubtune metatrain`` for surrogate-based
             optimizers; default: the shipped surrogate, or its offline-hub version
             when every model is from the offline hub.
@@ -236,6 +207,7 @@ class HubTuner:
         gpus_per_trial: float | None = None,
         ray_address: str | None = None,
         surrogate: str | Path | None = None,
+        metric: str = "top1",
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         started: float | None = None,
     ) -> None:
@@ -254,8 +226,15 @@ class HubTuner:
             subset=subset, image_size=image_size, models=None if models is None else list(models),
             space=space, optimizer=optimizer, pretrained=pretrained,
         ))
-        if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-            raise RunError(f"--device must be cpu or cuda, got {device!r}")
+        from hubtune.finetune.metrics import METRICS
+
+        if metric not in METRICS:
+            raise RunError(f"--metric must be {', '.join(METRICS[:-1])} or {METRICS[-1]}, "
+                           f"got {metric!r}")
+        from hubtune.tuner.device import resolve_device
+
+        # auto -> cuda, mps or cpu; a cluster's driver may lack the GPUs its workers have
+        device = resolve_device(device, check_available=not ray_address)
         gpu_list = _check_parallel(workers, gpus, gpus_per_trial, ray_address, device)
         if surrogate is not None:
             from hubtune.surrogate.cache import load_default_surrogate
@@ -266,17 +245,12 @@ class HubTuner:
             except (SurrogateError, OSError, ValueError) as exc:
                 raise RunError(f"--surrogate {surrogate}: {exc}") from None
             surrogate = str(Path(surrogate).resolve())
-        if device.startswith("cuda") and not ray_address:  # a cluster's driver may lack a GPU
-            import torch
-
-            if not torch.cuda.is_available():
-                raise RunError("--device cuda was asked for, but no CUDA GPU is available")
         self._args = dict(
             hub=hub, models=list(models) if models is not None else None, space=space, max_epochs=max_epochs,
             seed=seed, device=device, image_size=image_size, subset=subset, optimizer=optimizer,
             quota=quota, final_epochs=final_epochs, num_threads=num_threads,
             pretrained=pretrained, workers=workers, gpus=gpu_list, gpus_per_trial=gpus_per_trial,
-            ray_address=ray_address or None, surrogate=surrogate,
+            ray_address=ray_address or None, surrogate=surrogate, metric=metric,
         )
 
     # ------------------------------------------------------------ settings
@@ -301,7 +275,7 @@ class HubTuner:
             quota=a["quota"], final_epochs=a["final_epochs"], num_threads=a["num_threads"],
             pretrained=a["pretrained"], workers=a["workers"], gpus=a["gpus"],
             gpus_per_trial=a["gpus_per_trial"], ray_address=a["ray_address"],
-            surrogate=a["surrogate"],
+            surrogate=a["surrogate"], metric=a["metric"],
         )
         path = self.out / "run.json"
         if not path.exists():
@@ -376,7 +350,7 @@ class HubTuner:
         trainer = TrainerEvaluator(
             ds, store.root.resolve(), max_epochs=settings.max_epochs, seed=settings.seed,
             device=settings.device, num_threads=settings.num_threads,
-            pretrained=settings.pretrained,
+            pretrained=settings.pretrained, metric=settings.metric,
         )
         evaluator = _ContinuationGuard(trainer)
 
@@ -475,7 +449,8 @@ class HubTuner:
         for done in recover_best(self.out):  # leftovers of a kill during the last export
             loop.journal.append("note", what="best_recovered", detail=done)
         # Exported model: the trial whose checkpoint (its latest epoch) scores best on
-        # validation; that is the model we can hand over without retraining.
+        # validation in the run's metric; that is the model we can hand over without
+        # retraining.
         latest: dict[str, tuple[int, float]] = {}
         for r in loop.results:
             for rec in r.records:
@@ -499,7 +474,8 @@ class HubTuner:
 
         chosen, metrics = export_first_loadable(
             [store.trial_dir(t) for t in ranked], ds, self.out / "best", device=settings.device,
-            extra_metrics={"search_elapsed_seconds": outcome.elapsed,
+            extra_metrics={"metric": settings.metric,
+                           "search_elapsed_seconds": outcome.elapsed,
                            "budget_seconds": settings.budget}, search=search, on_broken=broken)
         best_dir = self.out / "best" if chosen else None
         if ranked and best_dir is None:
@@ -522,11 +498,12 @@ class HubTuner:
             out=self.out, best_dir=best_dir,
             model=metrics.get("model"),
             config=meta.get("config") if best_dir else None,
-            val_score=(metrics.get("val") or {}).get("top1"),
-            test_score=(metrics.get("test") or {}).get("top1"),
+            val_score=(metrics.get("val") or {}).get(settings.metric),
+            test_score=(metrics.get("test") or {}).get(settings.metric),
             elapsed=used, budget=settings.budget, steps=len(loop.results),
             trials=len({r.trial_id for r in loop.results}), why=outcome.why, metrics=metrics,
             no_model_reason=no_model, near_chance=bool(flag),
+            metric=settings.metric,
         )
         (self.out / "result.json").write_text(json.dumps({
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
