@@ -268,20 +268,15 @@ def test_finish_reserve_keeps_the_time_to_finish_the_most_promising_trial():
 
 
 def test_schedule_epochs_present_epochs_as_a_fraction_of_the_schedule():
-    from hubtune.space.searchspace import SearchSpace
-    from hubtune.surrogate.cache import load_default_surrogate
-    from hubtune.surrogate.features import REFERENCE_EPOCHS, fidelity_features
+    from hubtune.surrogate.features import REFERENCE_EPOCHS, curve_features, fidelity_features
 
-    space = SearchSpace(["edgenext_small"])
-    short = QuickTune(load_default_surrogate(), max_epochs=8, space=space, seed=0,
-                      settings=QuickTuneSettings(schedule_epochs=8))
     # the last epoch of an 8-epoch schedule looks like the last of a 50-epoch one
-    np.testing.assert_allclose(short._fidelity(7, 8), fidelity_features(43.75, REFERENCE_EPOCHS), rtol=1e-6)
-    plain = QuickTune(load_default_surrogate(), max_epochs=8, space=space, seed=0)
-    np.testing.assert_allclose(plain._fidelity(7, 8), fidelity_features(7, 8), rtol=1e-6)
+    np.testing.assert_allclose(fidelity_features(7, 8, schedule_epochs=8),
+                               fidelity_features(43.75, REFERENCE_EPOCHS), rtol=1e-6)
+    np.testing.assert_allclose(fidelity_features(7, 8, schedule_epochs=None), fidelity_features(7, 8), rtol=1e-6)
     # slopes are per meta-dataset epoch: 6.25x flatter on the 8-epoch schedule
     scores = [0.5, 0.6, 0.7]
-    assert short._curve(scores)[5] == pytest.approx(plain._curve(scores)[5] / 6.25)
+    assert curve_features(scores, schedule_epochs=8)[5] == pytest.approx(curve_features(scores)[5] / 6.25)
 
 
 def test_val_size_adds_sampling_noise_to_observed_scores():

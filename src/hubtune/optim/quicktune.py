@@ -40,7 +40,7 @@ from hubtune.hub.descriptor import ModelDescriptor
 from hubtune.protocol.steps import Step, StepResult, step_prediction
 from hubtune.space.config import Config, linear_probing_epochs
 from hubtune.surrogate.cost import OnlineCost
-from hubtune.surrogate.features import N_CURVE, REFERENCE_EPOCHS, curve_features
+from hubtune.surrogate.features import N_CURVE, assemble_rows, observed_rows
 from hubtune.surrogate.model import Surrogate
 
 _SQRT2 = math.sqrt(2.0)
@@ -192,6 +192,8 @@ class _Trial:
     curve: np.ndarray = field(default_factory=lambda: np.zeros(N_CURVE, dtype=np.float32))
     belief: tuple[int, np.ndarray, float] | None = None
     """Pending step's fantasy: (epoch when proposed, its query row, predicted mean)."""
+    obs_rows: np.ndarray | None = None
+    """Surrogate rows of the observed epochs (row ``e - 1``: epoch ``e`` after ``e - 1``)."""
 
     @property
     def epoch(self) -> int:
@@ -336,25 +338,24 @@ class QuickTune:
 
     # ---------------------------------------------------------- observations
     def _observations(self) -> tuple[np.ndarray, np.ndarray]:
+        """The observed epochs' rows and scores, at most ``max_observations`` of them.
+
+        Each trial's most recent epoch is kept first, then its first epoch, then
+        its other epochs newest first (stable over trials).
+        """
         rows, ys, prio = [], [], []
-        for i, t in enumerate(self._trials):
+        for t in self._trials:
             n = t.epoch
-            if n == 0:
+            if n == 0 or t.obs_rows is None:
                 continue
-            s = np.asarray(t.scores)
-            for e in range(1, n + 1):
-                p = e - 1
-                rows.append((i, self._fidelity(p, e), self._curve(s[:p])))
-                ys.append(s[e - 1])
-                # keep each trial's most recent epochs first, then its first epoch
-                prio.append(0 if e == n else (1 if e == 1 else 2 + (n - e)))
+            rows.append(t.obs_rows)
+            ys.append(np.asarray(t.scores, dtype=np.float64))
+            e = np.arange(1, n + 1)
+            prio.append(np.where(e == n, 0, np.where(e == 1, 1, 2 + (n - e))))
         if not rows:
             return np.zeros((0, self.surrogate.features.dim), dtype=np.float32), np.zeros(0)
-        order = np.argsort(np.asarray(prio), kind="stable")[: self.settings.max_observations]
-        x = np.stack(
-            [np.concatenate([self._static[rows[j][0]], rows[j][1], rows[j][2]]) for j in order]
-        ).astype(np.float32)
-        return x, np.asarray(ys, dtype=np.float64)[order]
+        order = np.argsort(np.concatenate(prio), kind="stable")[: self.settings.max_observations]
+        return np.concatenate(rows)[order], np.concatenate(ys)[order]
 
     def _cost_per_epoch(self) -> np.ndarray:
         # Only trials that trained normally inform the cost model: a trial that
@@ -369,27 +370,6 @@ class QuickTune:
             if secs and np.mean(secs) > 0 and (t.epoch >= 2 or not t.done):
                 observed[i] = float(np.mean(secs))
         return OnlineCost(self._cost_prior, [t.config.model for t in self._trials]).per_epoch(observed)
-
-    @property
-    def _epoch_scale(self) -> float:
-        sched = self.settings.schedule_epochs
-        return 1.0 if sched is None else REFERENCE_EPOCHS / float(sched)
-
-    def _fidelity(self, prefix_len: int, target_epoch: int) -> np.ndarray:
-        """Fidelity features of predicting ``target_epoch`` after ``prefix_len`` epochs,
-        in meta-dataset epochs (see ``schedule_epochs``)."""
-        T = float(REFERENCE_EPOCHS)
-        c = self._epoch_scale
-        e, p = target_epoch * c, prefix_len * c
-        return np.asarray(
-            [e / T, math.log(max(e, 1.0)) / math.log(T), p / T, (e - p) / T], dtype=np.float32
-        )
-
-    def _curve(self, scores: Sequence[float]) -> np.ndarray:
-        """Curve-prefix features; the slope is per meta-dataset epoch."""
-        out = curve_features(scores)
-        out[5] /= self._epoch_scale
-        return out
 
     def _sampling_noise(self, y_obs: np.ndarray) -> np.ndarray | None:
         """Binomial variance of each observed score on ``val_size`` images (or None)."""
@@ -461,9 +441,11 @@ class QuickTune:
         started = [i for i in open_idx if self._trials[i].epoch > 0]
         if not started:
             return [], None
-        rows = [np.concatenate([self._static[i], self._fidelity(self._trials[i].epoch, self.max_epochs),
-                                self._trials[i].curve]) for i in started]
-        return started, np.stack(rows).astype(np.float32)
+        epochs = np.asarray([self._trials[i].epoch for i in started])
+        curves = np.stack([self._trials[i].curve for i in started])
+        rows = assemble_rows(self._static[started], epochs, np.full(len(started), self.max_epochs), curves,
+                             self.settings.schedule_epochs)
+        return started, rows
 
     def _finish_reserve(
         self, budget_left: float, started: list[int], final: np.ndarray, per_epoch: np.ndarray,
@@ -503,7 +485,7 @@ class QuickTune:
         open_idx = [i for i, t in enumerate(self._trials) if not t.done and not t.pending and t.epoch < self.max_epochs]
         if not open_idx:
             return None
-        q_dyn, q_trial, q_k = [], [], []
+        q_trial, q_k = [], []
         for i in open_idx:
             t = self._trials[i]
             n = t.epoch
@@ -517,18 +499,16 @@ class QuickTune:
                 # is dropped cheaply (the option to stop that a long blind step loses)
                 cap = self.max_epochs if self.settings.growth is None else max(1, int(self.settings.growth * n))
                 ks = sorted({min(k, cap, self.max_epochs - n) for k in self.settings.horizons})
-            for k in ks:
-                e = n + k
-                q_trial.append(i)
-                q_k.append(k)
-                q_dyn.append(
-                    np.concatenate([self._fidelity(n, e), t.curve]).astype(np.float32)
-                )
+            q_trial.extend([i] * len(ks))
+            q_k.extend(ks)
         if not q_trial:
             return None
         trial_idx = np.asarray(q_trial)
         ks_arr = np.asarray(q_k, dtype=np.float64)
-        xq = np.concatenate([self._static[trial_idx], np.stack(q_dyn)], axis=1)
+        prefix = np.asarray([self._trials[i].epoch for i in q_trial])
+        curves = np.stack([self._trials[i].curve for i in q_trial])
+        xq = assemble_rows(self._static[trial_idx], prefix, prefix + np.asarray(q_k), curves,
+                           self.settings.schedule_epochs)
         x_obs, y_obs = self._observations()
         x_all, y_all = self._believe_pending(x_obs, y_obs)
         finish_idx, finish_rows = self._finish_rows(open_idx) if budget_left is not None else ([], None)
@@ -644,7 +624,9 @@ class QuickTune:
             if extra > 0:
                 self._overhead["resume" if was_started else "start"].append(float(extra))
         if t.scores:
-            t.curve = self._curve(t.scores)
+            t.obs_rows, table = observed_rows(self._static[self._index[trial_id]], t.scores,
+                                              self.settings.schedule_epochs)
+            t.curve = table[-1]
         if status != "ok" or t.epoch >= self.max_epochs:
             t.done = True
         self._tells_since_neighbours += 1

@@ -25,7 +25,7 @@ from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.hub.descriptor import ModelDescriptor
 from hubtune.space.config import Config
 from hubtune.surrogate.cost import CostModel
-from hubtune.surrogate.features import N_CURVE, REFERENCE_EPOCHS, FeatureBuilder, curve_features
+from hubtune.surrogate.features import FeatureBuilder, assemble_rows, curve_table, epoch_scale
 from hubtune.surrogate.model import Surrogate
 
 
@@ -69,7 +69,12 @@ class _Prepared:
     scores: np.ndarray  # [n_runs, E] fraction, NaN after end
     lengths: np.ndarray  # [n_runs]
     curve: np.ndarray  # [n_runs, E + 1, N_CURVE]: curve features of each prefix length
-    epoch_scale: float = 1.0  # meta-dataset epochs per recorded epoch (50 / schedule_epochs)
+    schedule_epochs: int | None = None  # the runs' schedule length (None: the meta-dataset's 50)
+
+    @property
+    def epoch_scale(self) -> float:
+        """Meta-dataset epochs per recorded epoch (50 / schedule_epochs)."""
+        return epoch_scale(self.schedule_epochs)
 
 
 def _lengths(scores: np.ndarray) -> np.ndarray:
@@ -86,19 +91,11 @@ def _prepare(name: str, runs: _Runs, fb: FeatureBuilder, descriptors: dict[str, 
     scores, lengths = scores[keep], lengths[keep]
     configs = [c for c, k in zip(runs.configs, keep, strict=True) if k]
     static = fb.static_rows(configs, descriptors, runs.meta_features)
-    E = scores.shape[1]
-    curve = np.zeros((len(scores), E + 1, N_CURVE), dtype=np.float32)
-    for i in range(len(scores)):
-        s = scores[i, : lengths[i]]
-        s = np.where(np.isfinite(s), s, 0.0)
-        for p in range(1, lengths[i] + 1):
-            curve[i, p] = curve_features(s[:p])
     # Runs whose schedules spanned another length are presented as the same fraction of
     # a 50-epoch schedule, exactly as QuickTune presents hubtune run's epochs
-    # (QuickTuneSettings.schedule_epochs): fidelity in scaled epochs, slope per scaled epoch.
-    scale = 1.0 if runs.schedule_epochs is None else REFERENCE_EPOCHS / float(runs.schedule_epochs)
-    curve[..., 5] /= scale
-    return _Prepared(name, static, np.nan_to_num(scores, nan=0.0), lengths, curve, scale)
+    # (QuickTuneSettings.schedule_epochs): features.curve_table / assemble_rows scale them.
+    curve = curve_table(scores, runs.schedule_epochs)
+    return _Prepared(name, static, np.nan_to_num(scores, nan=0.0), lengths, curve, runs.schedule_epochs)
 
 
 def _episode(rng: np.random.Generator, data: _Prepared, s: MetaTrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,11 +107,7 @@ def _episode(rng: np.random.Generator, data: _Prepared, s: MetaTrainSettings) ->
     u = rng.random(len(runs))
     p = np.where(u < 0.35, t - 1, np.where(u < 0.6, 0, np.floor(rng.random(len(runs)) * t).astype(np.int64)))
     p = np.minimum(p, t - 1).astype(np.int64)
-    T = float(REFERENCE_EPOCHS)
-    te, pe = t * data.epoch_scale, p * data.epoch_scale
-    fid = np.stack([te / T, np.log(np.maximum(te, 1.0)) / np.log(T), pe / T, (te - pe) / T],
-                   axis=1).astype(np.float32)
-    x = np.concatenate([data.static[runs], fid, data.curve[runs, p]], axis=1)
+    x = assemble_rows(data.static[runs], p, t, data.curve[runs, p], data.schedule_epochs)
     y = data.scores[runs, t - 1]
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
 
