@@ -642,33 +642,12 @@ class QuickTune:
 
     def _refit(self, n_obs: int) -> None:
         """Fit a copy of the meta-trained surrogate to this task's observations."""
-        import copy
-
-        import gpytorch
-        import torch
-
         x, y = self._observations()
         if len(y) < 2:
             return
-        sur = copy.deepcopy(self._base_surrogate)
-        gp, lik = sur.gp, sur.likelihood
-        xt = torch.as_tensor(x, dtype=torch.float32)
-        yt = torch.as_tensor(y, dtype=torch.float32)
-        torch.manual_seed(self.seed * 1_000_003 + n_obs)
-        gp.train()
-        lik.train()
-        gp.set_train_data(xt, yt, strict=False)
-        mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, gp)
-        opt = torch.optim.Adam(gp.parameters(), lr=self.settings.refit_lr)
-        with gpytorch.settings.max_cholesky_size(4096):
-            for _ in range(self.settings.refit_steps):
-                opt.zero_grad()
-                loss = -mll(gp(xt), yt)
-                loss.backward()
-                opt.step()
-        gp.eval()
-        lik.eval()
-        self.surrogate = sur
+        self.surrogate = self._base_surrogate.refit(x, y, steps=self.settings.refit_steps,
+                                                    lr=self.settings.refit_lr,
+                                                    seed=self.seed * 1_000_003 + n_obs)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
