@@ -87,7 +87,7 @@ def _online_rows(schedule: int | None, prefix: int, target: int) -> tuple[np.nda
     step = qt.ask()
     assert step is not None and step.to_epoch == target
     x_obs, _ = qt._observations()
-    return qt._trials[0].belief[1], x_obs
+    return qt.pool.trials[0].belief[1], x_obs
 
 
 @pytest.mark.parametrize("schedule", [None, 20])
@@ -124,4 +124,4 @@ def test_evaluation_rows_zero_non_finite_scores_as_the_optimizer_does():
                    descriptors={"resnet18": None}, settings=QuickTuneSettings(horizons=(1,)))
     qt.tell(StepResult(Step("r0", CONFIG, 4), records_from_scores(scores[0, :4], [1.0] * 4), "ok", 4.0))
     qt.ask()
-    assert qt._trials[0].belief[1].tobytes() == ev[0].tobytes()
+    assert qt.pool.trials[0].belief[1].tobytes() == ev[0].tobytes()
