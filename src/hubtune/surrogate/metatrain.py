@@ -142,6 +142,61 @@ def metatrain(
     """
     s = settings or MetaTrainSettings()
     names = list(metadata.datasets)
+    cost_names = _check_arguments(names, init, cost, cost_datasets)
+    t0 = time.time()
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    runs = {n: metadata[n] for n in names}
+    models = sorted({c.model for r in runs.values() for c in r.configs})
+    descriptors = {m: describe(m) for m in models}
+    fb = _feature_builder(runs, descriptors, models, s, init)
+    n_val = min(s.val_datasets, len(names) - 1)
+    val_names = sorted(rng.choice(names, size=n_val, replace=False).tolist()) if n_val else []
+    train_names = [n for n in names if n not in val_names]
+    prepared = {n: _prepare(n, runs[n], fb, descriptors) for n in names}
+    if cost == "keep":
+        assert init is not None
+        cost_model = copy.deepcopy(init.cost)
+    else:
+        cost_model = _fit_cost_model(runs, cost_names, descriptors)
+
+    if init is not None:
+        sur = Surrogate(fb, cost_model, hidden=init.hidden, emb=init.emb, residual_mean=init.residual_mean)
+        sur.gp.load_state_dict(copy.deepcopy(init.gp.state_dict()))
+    else:
+        sur = Surrogate(fb, cost_model, hidden=s.hidden, emb=s.emb, residual_mean=s.residual_mean)
+        sur.likelihood.noise = 1e-3
+        sur.gp.covar.outputscale = 0.05
+    val_rng = np.random.default_rng(seed + 1)
+    val_batches = [_episode(val_rng, prepared[n], s) for n in val_names for _ in range(6)]
+    best_val, best_step, history = _train(sur, s, rng, [prepared[n] for n in train_names], val_batches,
+                                          init is not None, log)
+    sur.record = {
+        "seed": seed,
+        "datasets": names,
+        "train_datasets": train_names,
+        "val_datasets": val_names,
+        "models": models,
+        "settings": s.__dict__,
+        "best_step": best_step,
+        "best_val_loss": best_val if val_batches else None,
+        "history": history,
+        "cost_residual_std": cost_model.residual_std,
+        "cost": cost,
+        "cost_datasets": cost_names,
+        "seconds": round(time.time() - t0, 2),
+    }
+    if init is not None:
+        sur.record["continued_from"] = {
+            k: init.record.get(k) for k in ("command", "datasets", "seed", "best_step", "continued_from")
+            if k in init.record
+        }
+    return sur
+
+
+def _check_arguments(names: list[str], init: Surrogate | None, cost: str,
+                     cost_datasets: Sequence[str] | None) -> list[str]:
+    """Validate :func:`metatrain`'s arguments; the names of the cost model's datasets."""
     if init is None and len(names) < 2:
         raise MetaTrainError(f"meta-training needs at least 2 datasets, got {len(names)}")
     if not names:
@@ -154,66 +209,58 @@ def metatrain(
     unknown = [n for n in cost_names if n not in names]
     if unknown or not cost_names:
         raise MetaTrainError(f"cost_datasets must name datasets of the meta-dataset; unknown: {unknown or 'none given'}")
-    t0 = time.time()
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    runs = {n: metadata[n] for n in names}
-    models = sorted({c.model for r in runs.values() for c in r.configs})
-    descriptors = {m: describe(m) for m in models}
+    return cost_names
+
+
+def _feature_builder(runs: dict[str, Any], descriptors: dict[str, ModelDescriptor | None], models: list[str],
+                     s: MetaTrainSettings, init: Surrogate | None) -> FeatureBuilder:
+    """``init``'s feature builder (its network learned on features scaled that way), or a
+    new one whose scalers are fitted on these runs' descriptors and meta-features."""
     if init is not None:
-        # keep the scalers: the network's weights were learned on features scaled this way
-        fb = FeatureBuilder.from_dict(init.features.to_dict())
-    else:
-        fb = FeatureBuilder(model_encoding=s.model_encoding, models=models)
-        desc_rows = np.array([d.feature_vector() for d in descriptors.values() if d is not None] or [[0.0] * 5])
-        meta_rows = np.array(
-            [runs[n].meta_features.vector() for n in names if runs[n].meta_features is not None] or [[0.0] * 4]
-        )
-        fb.fit_scalers(desc_rows, meta_rows)
+        return FeatureBuilder.from_dict(init.features.to_dict())
+    fb = FeatureBuilder(model_encoding=s.model_encoding, models=models)
+    desc_rows = np.array([d.feature_vector() for d in descriptors.values() if d is not None] or [[0.0] * 5])
+    meta_rows = np.array(
+        [r.meta_features.vector() for r in runs.values() if r.meta_features is not None] or [[0.0] * 4]
+    )
+    fb.fit_scalers(desc_rows, meta_rows)
+    return fb
 
-    n_val = min(s.val_datasets, len(names) - 1)
-    val_names = sorted(rng.choice(names, size=n_val, replace=False).tolist()) if n_val else []
-    train_names = [n for n in names if n not in val_names]
-    prepared = {n: _prepare(n, runs[n], fb, descriptors) for n in names}
 
-    # cost model on the runs of the cost datasets (all by default)
+def _fit_cost_model(runs: dict[str, Any], cost_names: list[str],
+                    descriptors: dict[str, ModelDescriptor | None]) -> CostModel:
+    """The cost model fitted on the per-epoch seconds of the runs of ``cost_names``."""
     cfgs, metas, secs = [], [], []
     for n in cost_names:
         r = runs[n]
         per_epoch = np.nanmean(np.where(np.isfinite(r.seconds), r.seconds, np.nan), axis=1)
         lengths = _lengths(np.asarray(r.scores, dtype=np.float64))
-        for c, sec, n in zip(r.configs, per_epoch, lengths, strict=True):
+        for c, sec, length in zip(r.configs, per_epoch, lengths, strict=True):
             # a run that stopped after its first epoch mostly crashed early: its
             # seconds are not an epoch's cost, so the cost model learns from the rest
-            if n >= 2 and np.isfinite(sec) and sec > 0:
+            if length >= 2 and np.isfinite(sec) and sec > 0:
                 cfgs.append(c)
                 metas.append(r.meta_features)
                 secs.append(float(sec))
-    if cost == "keep":
-        assert init is not None
-        cost_model = copy.deepcopy(init.cost)
-    elif not cfgs:
+    if not cfgs:
         raise MetaTrainError("no run with at least 2 recorded epochs to fit the cost model on")
-    else:
-        cost_model = CostModel().fit(cfgs, descriptors, metas, secs)
+    return CostModel().fit(cfgs, descriptors, metas, secs)
 
-    if init is not None:
-        sur = Surrogate(fb, cost_model, hidden=init.hidden, emb=init.emb, residual_mean=init.residual_mean)
-        sur.gp.load_state_dict(copy.deepcopy(init.gp.state_dict()))
-    else:
-        sur = Surrogate(fb, cost_model, hidden=s.hidden, emb=s.emb, residual_mean=s.residual_mean)
+
+def _train(sur: Surrogate, s: MetaTrainSettings, rng: np.random.Generator, train: list[_Prepared],
+           val_batches: list[tuple[torch.Tensor, torch.Tensor]], continued: bool,
+           log: Callable[[str], None] | None) -> tuple[float, int, list[dict[str, float]]]:
+    """Maximise the episodes' marginal likelihood; keep the best held-out checkpoint.
+
+    Leaves ``sur`` in eval mode with the best weights; returns (best held-out
+    loss, its step, history). With ``continued``, the starting weights compete.
+    """
     gp, lik = sur.gp, sur.likelihood
-    if init is None:
-        lik.noise = 1e-3
-        gp.covar.outputscale = 0.05
     gp.train()
     lik.train()
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, gp)
     opt = torch.optim.Adam(gp.parameters(), lr=s.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.steps, eta_min=s.lr * 0.05)
-
-    val_rng = np.random.default_rng(seed + 1)
-    val_batches = [_episode(val_rng, prepared[n], s) for n in val_names for _ in range(6)]
 
     def val_loss() -> float:
         if not val_batches:
@@ -227,7 +274,7 @@ def metatrain(
 
     best = (float("inf"), copy.deepcopy(gp.state_dict()), 0)
     history: list[dict[str, float]] = []
-    if init is not None and val_batches:
+    if continued and val_batches:
         # the starting point competes: continuing must beat it on the held-out datasets
         vl0 = val_loss()
         history.append({"step": 0, "train_loss": float("nan"), "val_loss": vl0})
@@ -237,8 +284,7 @@ def metatrain(
     run_loss = 0.0
     with gpytorch.settings.max_cholesky_size(4096):
         for step in range(1, s.steps + 1):
-            name = train_names[int(rng.integers(len(train_names)))]
-            x, y = _episode(rng, prepared[name], s)
+            x, y = _episode(rng, train[int(rng.integers(len(train)))], s)
             gp.set_train_data(x, y, strict=False)
             loss = -mll(gp(x), y)
             if s.mean_loss_weight:
@@ -260,27 +306,7 @@ def metatrain(
     gp.load_state_dict(best[1])
     gp.train(False)
     lik.train(False)
-    sur.record = {
-        "seed": seed,
-        "datasets": names,
-        "train_datasets": train_names,
-        "val_datasets": val_names,
-        "models": models,
-        "settings": s.__dict__,
-        "best_step": best[2],
-        "best_val_loss": best[0] if val_batches else None,
-        "history": history,
-        "cost_residual_std": cost_model.residual_std,
-        "cost": cost,
-        "cost_datasets": cost_names,
-        "seconds": round(time.time() - t0, 2),
-    }
-    if init is not None:
-        sur.record["continued_from"] = {
-            k: init.record.get(k) for k in ("command", "datasets", "seed", "best_step", "continued_from")
-            if k in init.record
-        }
-    return sur
+    return best[0], best[2], history
 
 
 SPECIALISE_SETTINGS = {"steps": 300, "lr": 5e-4, "eval_every": 25, "val_datasets": 1}
