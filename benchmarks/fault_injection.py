@@ -2,8 +2,8 @@
 
 A campaign runs one real search (tiny timm test models, digits, 32 px, CPU) as
 separate ``hubtune`` processes and, at seeded random moments, ``kill -9``s them,
-tears the journal's last line, damages ``optimizer_state.json`` and starts a
-second process on the same ``--out`` while one is running. A final session runs
+tears the journal's last line, damages ``optimizer_state.json``, corrupts one
+trial's checkpoint and starts a second process on the same ``--out`` while one is running. A final session runs
 to the end. Then the invariants are checked (see :func:`check_invariants`):
 every asked step told at most once and none left open, no duplicate or missing
 epoch, ``best/`` consistent with the journal, the budget charged for each
@@ -66,10 +66,19 @@ class Campaign:
         return sum(self.injected.values())
 
 
+# Batches of 16-32 keep one epoch of the tiny models around a second, so that kills
+# land in training, evaluation and checkpoint writes, not only in start-up.
+SPACE = {"choices": {"batch_size": [16, 32]}}
+
+
 def run_command(out: Path, budget: float) -> list[str]:
     """The ``hubtune run`` command every session of a campaign repeats."""
+    space = out.parent / "space.json"
+    if not space.exists():
+        space.parent.mkdir(parents=True, exist_ok=True)
+        space.write_text(json.dumps(SPACE))
     return [sys.executable, "-m", "hubtune.cli", "run", "digits:300", "--out", str(out),
-            "--budget", str(budget), "--hub", "test",
+            "--budget", str(budget), "--hub", "test", "--space", str(space),
             "--models", "test_resnet,test_efficientnet", "--max-epochs", "4",
             "--image-size", "32", "--optimizer", "asha", "--no-pretrained",
             "--threads", "1", "--log", "plain"]
@@ -101,6 +110,40 @@ def _damage_snapshot(out: Path, rng: random.Random) -> bool:
     junk = [b"\xff\xfe garbage", b'{"n_results": 3, "state": ', b""]
     path.write_bytes(rng.choice(junk))
     return True
+
+
+def _corrupt_checkpoint(out: Path, rng: random.Random) -> str | None:
+    """Overwrite one trial's checkpoint tensors with junk; returns the trial id.
+
+    Only while at least two trials have checkpoints, so that export has one to fall
+    back to (with one, exiting 1 with "no model" is the right outcome, tested elsewhere).
+    """
+    trials = sorted(p for p in (out / "trials").glob("*/checkpoint.json")) if (
+        out / "trials").is_dir() else []
+    if len(trials) < 2:
+        return None
+    ckpt = rng.choice(trials)
+    try:
+        tensors = ckpt.parent / json.loads(ckpt.read_text())["tensors"]
+        tensors.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{junk}")
+    except (OSError, ValueError, KeyError):
+        return None
+    return ckpt.parent.name
+
+
+def _count_starts(out: Path) -> int:
+    path = out / "journal.jsonl"
+    return path.read_bytes().count(b'{"event": "start"') if path.exists() else 0
+
+
+def _wait_for_start(out: Path, starts: int, proc: subprocess.Popen[bytes],
+                    timeout: float) -> None:
+    """Until the journal has one more ``start`` event than ``starts`` (or ``proc`` exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _count_starts(out) > starts:
+            return
+        time.sleep(0.05)
 
 
 def _wait_for_lock(out: Path, pid: int, timeout: float) -> bool:
@@ -144,11 +187,16 @@ def inject(campaign: Campaign, kills: int, seed: int, budget: float,
     for i in range(kills):
         if i == kills // 2:
             _concurrent_writer(campaign, cmd)
+        starts = _count_starts(campaign.out)
         proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         t0 = time.time()
         try:
-            proc.wait(timeout=rng.uniform(0.5, max_delay))
+            # One kill in four lands anywhere (start-up included); the others once the
+            # session has started searching, so that most hit training and checkpoints.
+            if rng.random() >= 0.25:
+                _wait_for_start(campaign.out, starts, proc, timeout=120)
+            proc.wait(timeout=rng.uniform(0.2, max_delay))
             killed = False
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
@@ -161,6 +209,10 @@ def inject(campaign: Campaign, kills: int, seed: int, budget: float,
         if i % 5 == 2 and _tear_journal(campaign.out, rng):
             campaign.count("torn journal tail")
             session.faults.append("torn")
+        if i >= (3 * kills) // 4 and not campaign.injected.get("corrupt trial checkpoint") \
+                and _corrupt_checkpoint(campaign.out, rng):
+            campaign.count("corrupt trial checkpoint")
+            session.faults.append("checkpoint")
         if i % 7 == 4 and _damage_snapshot(campaign.out, rng):
             campaign.count("damaged optimizer_state.json")
             session.faults.append("snapshot")
@@ -168,6 +220,9 @@ def inject(campaign: Campaign, kills: int, seed: int, budget: float,
 
 def finish(campaign: Campaign, budget: float) -> subprocess.CompletedProcess[str]:
     """The last session: runs to the end without faults."""
+    if not campaign.injected.get("corrupt trial checkpoint") and _corrupt_checkpoint(
+            campaign.out, random.Random(len(campaign.sessions))):
+        campaign.count("corrupt trial checkpoint")
     t0 = time.time()
     res = subprocess.run(run_command(campaign.out, budget), env=_env(), capture_output=True,
                          text=True, timeout=600)
@@ -237,8 +292,10 @@ def _check_best(out: Path, results: list[Any], campaign: Campaign) -> None:
     for r in results:
         for rec in r.records:
             latest[r.trial_id] = rec.score
-    exportable = [s for t, s in latest.items()
-                  if math.isfinite(s) and has_checkpoint(out / "trials" / t)]
+    broken = {n.get("trial_id") for n in Journal(out / "journal.jsonl").events("note")
+              if n.get("what") == "broken_checkpoint"}
+    exportable = [s for t, s in latest.items() if math.isfinite(s) and t not in broken
+                  and has_checkpoint(out / "trials" / t)]
     if exportable and scores[key] < max(exportable) - 1e-9:
         campaign.violations.append(f"best/ ({key}, {scores[key]:.4f}) is not the best "
                                    f"exportable trial ({max(exportable):.4f})")

@@ -219,6 +219,7 @@ class HubTuner:
         self._t0 = time.monotonic() if started is None else min(started, time.monotonic())
         self.out = Path(out)
         self.on_event = on_event or (lambda _e, _p: None)
+        self._recovered_best: list[str] = []  # what recover_best did at the start of fit
         self._budget = parse_duration(budget)
         parse_size(quota)
         check_run_options(dict(
@@ -323,6 +324,9 @@ class HubTuner:
         from hubtune.tuner.store import CheckpointStore
 
         settings = self._settings(str(data))  # again, under the lock
+        from hubtune.tuner.bestdir import recover_best
+
+        self._recovered_best = recover_best(self.out)  # a kill mid-swap: best/ back at once
         ds = load_dataset(
             settings.data, image_size=settings.image_size, subset=settings.subset,
             seed=settings.seed, cache_dir=self.out / "data-cache",
@@ -446,7 +450,7 @@ class HubTuner:
         from hubtune.tuner.export import export_first_loadable
         from hubtune.tuner.report import build_report
 
-        for done in recover_best(self.out):  # leftovers of a kill during the last export
+        for done in [*self._recovered_best, *recover_best(self.out)]:
             loop.journal.append("note", what="best_recovered", detail=done)
         # Exported model: the trial whose checkpoint (its latest epoch) scores best on
         # validation in the run's metric; that is the model we can hand over without
