@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from safetensors.torch import save_file
 from hubtune.space.config import Config
 from hubtune.tuner.bestdir import ExportError, load_best, publish_best, staging_dir
 from hubtune.tuner.modelcard import model_card
+from hubtune.tuner.predict import Prediction, Unreadable, predict_stream
 
 __all__ = ["CHECKPOINT_ERRORS", "ExportError", "export_first_loadable", "Prediction", "Predictor", "export_trial"]
 
@@ -180,16 +180,6 @@ def export_first_loadable(
     return None, {}
 
 
-@dataclass
-class Prediction:
-    """One image's predicted class and probability (plus the top-k)."""
-
-    path: str
-    label: str
-    probability: float
-    top: list[tuple[str, float]]
-
-
 class Predictor:
     """Loads ``best/`` and classifies image files, with the training preprocessing."""
 
@@ -211,7 +201,6 @@ class Predictor:
         :func:`hubtune.tuner.predict.predict_stream` does the batching and can also
         go on past unreadable files.
         """
-        from hubtune.tuner.predict import Unreadable, predict_stream
 
         k = max(1, min(top_k, len(self.labels)))
         out = []

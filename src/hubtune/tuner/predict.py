@@ -28,9 +28,18 @@ import torch
 from PIL import Image, ImageOps
 
 from hubtune.data.images import ImageDecodeError, decode_image, is_image_file, resized_shape
-from hubtune.tuner.export import Prediction
 
 DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass
+class Prediction:
+    """One image's predicted class and probability (plus the top-k)."""
+
+    path: str
+    label: str
+    probability: float
+    top: list[tuple[str, float]]
 
 
 @dataclass(frozen=True)
