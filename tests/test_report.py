@@ -1,7 +1,8 @@
 """report.html and leaderboard.csv of real tiny runs: the headline (chosen model, its
 scores with sampling errors, the best default config, time and why the run ended), the
 leaderboard's export rule, self-contained plots, the time breakdown, and a run where
-every candidate failed. The same pages rendered in Chromium: tests/test_report_browser.py.
+every candidate failed; both pages rendered in a real headless Chromium
+(tests/report_chromium.py), their screenshots kept in test-artifacts/.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from hubtune.protocol.steps import step_prediction
 from hubtune.search.journal import Journal, replay
 from hubtune.tuner.report import TrialSummary, export_order
 from hubtune.tuner.report.facts import binomial_se
+from hubtune.tuner.report.headline import why_text
+from report_chromium import ARTIFACTS, needs_chromium, render
 
 
 def tiny_run(out: Path, *extra: str, budget: str = "40") -> int:
@@ -63,7 +66,7 @@ def test_headline_names_the_model_its_scores_with_sampling_errors_and_the_run(ti
     assert f"<td>{n_val}</td>" in head
     assert f"<th>lr</th><td>{meta['config']['lr']:.3g}</td>" in head
     end = Journal(tiny / "journal.jsonl").events("end")[-1]
-    assert "search ended because" in head and ("time budget" in head or end["why"] in head)
+    assert f"search ended because {html_lib.escape(why_text(end['why']))}." in head
     assert re.search(r"Used <b>[\d.]+ s</b> of a 40 s budget", head)
     # quicktune starts from each model's default config: compared with the chosen one
     assert "Best default config:" in head
@@ -141,3 +144,29 @@ def test_all_failed_run_says_why_and_draws_no_empty_plots(all_failed):
     rows = _leaderboard(out)
     assert rows and all(r["status"] == "failed" and r["reason"] and not r["exported"]
                         for r in rows)
+
+
+@needs_chromium
+def test_tiny_run_report_renders_in_chromium_with_every_plot_visible(tiny, tmp_path):
+    shot = ARTIFACTS / "report-tiny-run.png"
+    probe, errors, requests = render(tiny / "report.html", shot, tmp_path / "profile")
+    assert errors == [] and requests == []  # no console errors; nothing fetched
+    assert probe["headline"] and probe["noModel"] is None and probe["log"]
+    ids = {p["id"] for p in probe["plots"]}
+    assert {"plot-learning_curves", "plot-incumbent"} <= ids
+    for p in probe["plots"]:
+        assert p["complete"] and p["natural"] > 200, p
+        assert p["visible"] and p["width"] > 200 and p["height"] > 150, p
+    assert shot.stat().st_size > 10_000
+
+
+@needs_chromium
+def test_all_failed_run_report_renders_in_chromium_with_the_reason(all_failed, tmp_path):
+    out, _rc = all_failed
+    shot = ARTIFACTS / "report-all-failed.png"
+    probe, errors, requests = render(out / "report.html", shot, tmp_path / "profile")
+    assert errors == [] and requests == []
+    assert probe["plots"] == [] and not probe["headline"]
+    assert "No model was exported" in probe["noModel"] and "failed" in probe["noModel"]
+    assert "--no-pretrained" in probe["noModel"]
+    assert shot.stat().st_size > 5_000

@@ -71,7 +71,7 @@ def leaderboard_html(trials: dict[str, TrialSummary], exported: str | None) -> s
             f"<td>{t.best_epoch or ''}</td><td>{fmt(t.best, pct=True)}</td>"
             f"<td>{t.last_epoch or ''}</td><td><b>{fmt(t.last, pct=True)}</b></td>"
             f"<td>{t.seconds:.1f}</td><td>{fmt(t.status)}</td>"
-            f"<td>{_reason_cell(t.reason) if t.status != 'ok' else ''}</td></tr>")
+            f"<td>{_reason_cell(t.reason, 60) if t.status != 'ok' else ''}</td></tr>")
     return (
         '<table id="leaderboard"><tr><th>#</th><th></th><th>trial</th><th>model</th>'
         "<th>opt</th><th>lr</th><th>batch</th><th>wd</th><th>freeze</th><th>default cfg</th>"
