@@ -179,10 +179,12 @@ def test_predict_round_trip_and_report(folder, tmp_path):
 
     # report: plots exist, are referenced, and are non-empty PNG images
     html = (out / "report.html").read_text()
-    for name in ("learning_curves.png", "incumbent.png", "predicted_vs_observed.png"):
+    # (embedded in the page as data: URLs; asha makes no predictions: no such plot)
+    assert not (out / "predicted_vs_observed.png").exists() and "made no predictions" in html
+    for name in ("learning_curves.png", "incumbent.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
-        assert f'src="{name}"' in html
+        assert f'data-file="{name}" alt="{name[:-4].replace("_", " ")}" src="data:image/png;base64,' in html
         with Image.open(out / name) as im:
             assert im.size[0] > 200 and im.size[1] > 200
     # predict on a non-image names the file (exit 1: an input was unreadable)

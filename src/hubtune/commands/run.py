@@ -65,17 +65,18 @@ def register(app: typer.Typer) -> None:
         from hubtune.core.process import command_started
 
         started = command_started()  # as a command of its own: from the process start
+        from hubtune.tuner.display import SearchDisplay
+
+        if log not in (None, "live", "plain", "json", "quiet"):
+            _fail(f"--log must be live, plain, json or quiet, got {log!r}")
+        display = SearchDisplay(log)  # type: ignore[arg-type]
+        display.starting(data, budget)  # on screen before the heavy imports and data loading
         from hubtune.core.units import DurationError, QuotaError
         from hubtune.data import DataError
         from hubtune.hub import HubError
         from hubtune.optim.registry import UnknownMethodError
         from hubtune.space import ConfigError
-        from hubtune.tuner.display import SearchDisplay
         from hubtune.tuner.hubtuner import HubTuner, RunError
-
-        if log not in (None, "live", "plain", "json", "quiet"):
-            _fail(f"--log must be live, plain, json or quiet, got {log!r}")
-        display = SearchDisplay(log)  # type: ignore[arg-type]
         try:
             space_dict = None
             if space is not None:
@@ -105,6 +106,8 @@ def register(app: typer.Typer) -> None:
             typer.secho(f"interrupted; run the same command again to resume from {out}",
                         fg="yellow", err=True)
             raise typer.Exit(130) from None
+        finally:
+            display.close()  # also when a bad option ends the command early
         if display.mode != "json":
             typer.echo(result.summary())
             typer.echo(f"report: {out / 'report.html'}")

@@ -112,6 +112,7 @@ def advance(
     pretrained: bool = True,
     weights_path: str | Path | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_batch: Callable[[int, int, int], None] | None = None,
 ) -> AdvanceResult:
     """Train the trial in ``workdir`` (``config`` on ``data``) from where it stands to ``to_epoch``.
 
@@ -127,6 +128,7 @@ def advance(
         pretrained: start from the hub's pretrained weights (else random init).
         weights_path: local weights file for the hub model.
         on_epoch: called with each finished epoch's record (progress display).
+        on_batch: called after each training batch (see :attr:`Trial.on_batch`).
 
     Returns:
         An :class:`AdvanceResult` with the epochs trained by this call; nothing is
@@ -167,7 +169,7 @@ def advance(
             with torch.random.fork_rng(devices=[]):
                 return _advance(
                     config, to_epoch, data, workdir, max_epochs, seed, device,
-                    pretrained, weights_path, on_epoch, start,
+                    pretrained, weights_path, on_epoch, start, on_batch,
                 )
         finally:
             torch.set_num_threads(old_threads)
@@ -187,6 +189,7 @@ def _advance(
     weights_path: str | Path | None,
     on_epoch: Callable[[EpochRecord], None] | None,
     start: float,
+    on_batch: Callable[[int, int, int], None] | None = None,
 ) -> AdvanceResult:
     resuming = has_checkpoint(workdir)
     # A resumed trial gets its weights from the checkpoint; the pretrained ones
@@ -196,6 +199,7 @@ def _advance(
         config, data, max_epochs, seed=seed, device=device, pretrained=pretrained,
         weights_path=weights_path, load_weights=pretrained and (needs_reference or not resuming),
     )
+    trial.on_batch = on_batch
     if resuming:
         trial.load(workdir)
         _sync_records_file(workdir, trial.records)

@@ -76,6 +76,8 @@ class TrainerEvaluator:
         self.num_threads = num_threads
         self.pretrained = pretrained
         self.weights_paths = dict(weights_paths or {})
+        self.on_batch: Any = None
+        """Optional per-batch callback ``(epoch, batch, batches)`` (see :func:`advance`)."""
 
     def trial_dir(self, trial_id: str) -> Path:
         """Checkpoint directory of ``trial_id``."""
@@ -106,6 +108,7 @@ class TrainerEvaluator:
                 num_threads=self.num_threads,
                 pretrained=self.pretrained,
                 weights_path=self.weights_paths.get(step.config.model),
+                on_batch=self.on_batch,
             )
         except Exception as exc:  # one broken trial must not end the search
             return StepResult(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,10 @@ class Trial:
     what a config resolved to (param groups, frozen parameters, schedule,
     augmentation pipeline, loss terms).
     """
+
+    on_batch: Callable[[int, int, int], None] | None = None
+    """Called after each training batch with (epoch (0-based), batches done, batches in the
+    epoch); ``None`` (default): no per-batch callback."""
 
     def __init__(
         self,
@@ -256,6 +261,7 @@ class Trial:
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         n_batches = 0
         train = self.data.train
+        total = max(1, int(train.labels.shape[0]) // self.config.batch_size)  # as epoch_order
         for step, batch in enumerate(self.pipeline.train_batches(train.images, train.labels, generator)):
             self.optimizer.zero_grad(set_to_none=True)
             n = batch.x.shape[0]
@@ -281,6 +287,8 @@ class Trial:
                     torch.nn.utils.clip_grad_norm_(params, clip)
                 self.optimizer.step()
             n_batches += 1
+            if self.on_batch is not None:  # progress display (hubtune run --log live)
+                self.on_batch(epoch, n_batches, total)
             if (step + 1) % check_every == 0 and not math.isfinite(float(loss_sum)):
                 raise _Diverged(f"non-finite training loss in epoch {epoch + 1}, batch {step + 1}")
         mean = float(loss_sum) / max(n_batches, 1)

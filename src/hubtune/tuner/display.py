@@ -12,6 +12,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from hubtune.protocol.steps import step_prediction
 
@@ -26,6 +27,11 @@ def _config_summary(cfg: Any) -> str:
     return (f"{cfg.opt} lr={cfg.lr:g} bs={cfg.batch_size} wd={cfg.weight_decay:g} "
             f"freeze={cfg.pct_to_freeze:g} {cfg.sched}"
             + (f" aug={cfg.data_augmentation}" if cfg.data_augmentation != "none" else ""))
+
+
+def _first_line(text: str | None, limit: int = 160) -> str:
+    line = ((text or "no reason given").strip().splitlines() or ["no reason given"])[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class SearchDisplay:
@@ -52,8 +58,36 @@ class SearchDisplay:
         self.steps = 0
         self.workers = 1
         self.running: dict[int, str] = {}
+        self.progress: tuple[int, int, int] | None = None  # (epoch, batch, batches)
+        self.failed = 0
+        self.last_failure: str | None = None
         self._live: Live | None = None
         self._step_started = time.monotonic()
+
+    @property
+    def wants_progress(self) -> bool:
+        """Whether per-batch ``progress`` events are worth sending (only the live panel
+        shows them; HubTuner then asks the trainer for them)."""
+        return self.mode == "live"
+
+    def starting(self, data: str, budget: str | float | None = None) -> None:
+        """Show at once that the run has begun (before libraries and data are loaded)."""
+        if self.mode == "quiet":
+            return
+        if self.mode == "json":
+            self._json("starting", {"data": data, "budget": budget})
+            return
+        self.current = f"starting: loading {data}…"
+        if self.mode == "plain":
+            print(f"starting hubtune run on {data}" + (f" (budget {budget})" if budget else "")
+                  + ": loading libraries and data…", flush=True)
+        self._start_live()
+
+    def _start_live(self) -> None:
+        if self.mode == "live" and self._live is None:
+            self._live = Live(self._panel(), console=self.console, refresh_per_second=2,
+                              get_renderable=self._panel)
+            self._live.start()
 
     # -------------------------------------------------------------- render
     def _panel(self) -> Panel:
@@ -63,14 +97,22 @@ class SearchDisplay:
         head.add_row("budget", f"{used:.0f}s used / {max(self.budget - used, 0):.0f}s left "
                      f"of {self.budget:.0f}s")
         score, model, trial = self.incumbent
-        head.add_row("incumbent", f"{_pct(score)}  {model or '-'}  ({trial or '-'})")
+        # Text, not markup: reasons and model names may hold brackets ("[enforce fail ...]").
+        head.add_row("incumbent", Text(f"{_pct(score)}  {model or '-'}  ({trial or '-'})"))
         head.add_row("steps done", str(self.steps))
+        if self.failed:
+            head.add_row("failed", Text(f"{self.failed} (last: {self.last_failure})"))
         if self.workers > 1:
             for k in range(self.workers):
-                head.add_row(f"worker {k}", self.running.get(k, "idle"))
+                head.add_row(f"worker {k}", Text(self.running.get(k, "idle")))
         else:
-            head.add_row("now", self.current)
-        tail = "\n".join(self.lines[-12:])
+            head.add_row("now", Text(self.current))
+            if self.progress is not None:
+                epoch, batch, total = self.progress
+                done = int(20 * batch / max(total, 1))
+                head.add_row("", Text(f"epoch {epoch}: [{'#' * done}{'.' * (20 - done)}] "
+                                      f"batch {batch}/{total}"))
+        tail = Text("\n".join(self.lines[-12:]))
         return Panel(Group(head, tail), title="hubtune search", expand=False)
 
     def _emit(self, line: str) -> None:
@@ -89,22 +131,20 @@ class SearchDisplay:
         self.budget = float(payload.get("budget", self.budget) or self.budget)
         worker = int(payload.get("worker", 0) or 0)
         tag = f"w{worker} " if self.workers > 1 else ""
-        if event == "start":
-            self.workers = int(payload.get("workers", 1) or 1)
-            if self.workers > 1:
-                self._emit(f"{self.workers} workers")
-            if payload.get("resumed"):
-                self._emit(f"resuming: {self.elapsed:.0f}s of the budget already used, "
-                           f"{payload.get('redo', 0)} interrupted step(s) to redo")
-            for msg in payload.get("recovered") or ():
-                self._emit(f"warning: {msg}")
-            if self.mode == "live" and self._live is None:
-                self._live = Live(self._panel(), console=self.console, refresh_per_second=2,
-                                  get_renderable=self._panel)
-                self._live.start()
+        if event == "progress":  # per training batch (live panel only): no line, no clock
+            self.progress = (int(payload["epoch"]), int(payload["batch"]), int(payload["batches"]))
+            return
+        if event == "setup":  # HubTuner's set-up before the loop starts
+            self.current = f"starting: {payload.get('stage', 'setting up')}…"
+            if self.mode == "plain":
+                print(f"[{self.elapsed:6.0f}s] {self.current}", flush=True)
+            self._start_live()
+        elif event == "start":
+            self._on_start(payload)
         elif event == "step":
             step = payload["step"]
             self._step_started = time.monotonic()
+            self.progress = None
             pred = ""
             mean = step_prediction(step, "mean")
             if mean is not None:
@@ -121,17 +161,11 @@ class SearchDisplay:
                       flush=True)
         elif event == "result":
             res, inc = payload["result"], payload["incumbent"]
+            self.progress = None
             self.running.pop(worker, None)
             self.steps += 1
             self.incumbent = (inc.score, (inc.config or {}).get("model"), inc.trial_id)
-            last = res.records[-1] if res.records else None
-            mark = " *new best*" if payload.get("improved") else ""
-            status = "" if res.status in ("ok", "ended") else f" [{res.status}: {res.reason}]"
-            self._emit(
-                f"[{self.elapsed:6.0f}s] {tag}{res.trial_id} {res.step.config.model:<22} "
-                f"epoch {last.epoch if last else '-':>3}  val {_pct(last.score if last else None):>7}"
-                f"  {res.seconds:6.1f}s{status}{mark}"
-            )
+            self._emit(f"[{self.elapsed:6.0f}s] {tag}{self._result_line(res, payload)}")
         elif event == "requeue":
             step = payload["step"]
             self.running.pop(worker, None)
@@ -153,6 +187,39 @@ class SearchDisplay:
             self._emit(f"search ended ({payload['why']}) after {self.elapsed:.0f}s "
                        f"of {self.budget:.0f}s")
             self.close()
+
+    def _on_start(self, payload: dict[str, Any]) -> None:
+        """The loop's start: workers, and on a resume where the search stands."""
+        self.workers = int(payload.get("workers", 1) or 1)
+        if self.workers > 1:
+            self._emit(f"{self.workers} workers")
+        inc = payload.get("incumbent")
+        if inc is not None and math.isfinite(inc.score):
+            self.incumbent = (inc.score, (inc.config or {}).get("model"), inc.trial_id)
+        self.steps = int(payload.get("steps", self.steps) or 0)
+        self.current = "asking the optimizer for the first step"
+        if payload.get("resumed"):
+            score, model, trial = self.incumbent
+            self._emit(f"resuming: {self.steps} step(s) done, {self.elapsed:.0f}s of the "
+                       f"budget used, incumbent {_pct(score)} {model or '-'} ({trial or '-'}); "
+                       f"{payload.get('redo', 0)} interrupted step(s) to redo")
+        for msg in payload.get("recovered") or ():
+            self._emit(f"warning: {msg}")
+        self._start_live()
+
+    def _result_line(self, res: Any, payload: dict[str, Any]) -> str:
+        """One finished step: its epoch and score, or for a failure its reason."""
+        head = f"{res.trial_id} {res.step.config.model:<22} "
+        if res.status in ("failed", "diverged") and not res.records:
+            self.failed += 1
+            reason = _first_line(res.reason)
+            self.last_failure = reason[:80]
+            return head + f"{res.status.upper()} at epoch {res.step.to_epoch} after {res.seconds:.1f}s: {reason}"
+        last = res.records[-1] if res.records else None
+        mark = " *new best*" if payload.get("improved") else ""
+        status = "" if res.status in ("ok", "ended") else f" [{res.status}: {_first_line(res.reason)}]"
+        return (head + f"epoch {last.epoch if last else '-':>3}  val "
+                f"{_pct(last.score if last else None):>7}  {res.seconds:6.1f}s{status}{mark}")
 
     def close(self) -> None:
         """Stop the live panel (prints its last state)."""

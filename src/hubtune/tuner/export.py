@@ -76,8 +76,11 @@ def _evaluate(trial_dir: Path, data: Any, device: str) -> dict[str, Any]:
     from hubtune.finetune.engine import evaluate_checkpoint
 
     scores: dict[str, Any] = {"val": evaluate_checkpoint(trial_dir, data, split="val", device=device)}
+    sizes = {"val": len(data.val.labels)}  # for the report's sampling errors
     if getattr(data, "test", None) is not None and len(data.test.labels) > 0:
         scores["test"] = evaluate_checkpoint(trial_dir, data, split="test", device=device)
+        sizes["test"] = len(data.test.labels)
+    scores["split_sizes"] = sizes
     return scores
 
 

@@ -327,6 +327,7 @@ class HubTuner:
         from hubtune.tuner.bestdir import recover_best
 
         self._recovered_best = recover_best(self.out)  # a kill mid-swap: best/ back at once
+        self._setup_event("loading data", settings)
         ds = load_dataset(
             settings.data, image_size=settings.image_size, subset=settings.subset,
             seed=settings.seed, cache_dir=self.out / "data-cache",
@@ -344,6 +345,7 @@ class HubTuner:
             dataset=Path(settings.data).name, val_size=len(ds.val.labels),
             surrogate_dir=settings.surrogate or str(default_surrogate_dir(settings.models)),
         )
+        self._setup_event("preparing the optimizer", settings)
         spec = get_method(settings.optimizer)
         optimizer = spec.load()(ctx, **dict(spec.options))
         # Only now, with data loaded and the optimizer built, is the run folder claimed:
@@ -356,6 +358,9 @@ class HubTuner:
             device=settings.device, num_threads=settings.num_threads,
             pretrained=settings.pretrained, metric=settings.metric,
         )
+        if settings.workers <= 1 and getattr(self.on_event, "wants_progress", False):
+            trainer.on_batch = lambda e, b, n: self.on_event(
+                "progress", {"epoch": e + 1, "batch": b, "batches": n})
         evaluator = _ContinuationGuard(trainer)
 
         def after_result(result: StepResult, incumbent: Any) -> None:
@@ -374,10 +379,16 @@ class HubTuner:
             evaluator.observe(r)
         executor = self._executor(settings, trainer, evaluator)
         loop = None
+
+        def on_event(event: str, payload: dict[str, Any]) -> None:
+            if event == "start" and loop is not None:  # a resume shows where it stands at once
+                payload = {**payload, "steps": len(loop.results), "incumbent": loop.incumbent}
+            self.on_event(event, payload)
+
         try:
             loop = SearchLoop(
                 self.out, optimizer, evaluator, settings.budget, settings=settings.to_dict(),
-                on_event=self.on_event, after_result=after_result, executor=executor,
+                on_event=on_event, after_result=after_result, executor=executor,
             )
             loop.start_clock(self._t0)  # data loading and setup count against the budget
             outcome = loop.run()
@@ -387,6 +398,11 @@ class HubTuner:
                 loop.journal.stop_heartbeat()  # also when the run raised (library use)
             if executor is not None:
                 executor.close()
+
+    def _setup_event(self, stage: str, settings: RunSettings) -> None:
+        """Tell the display what set-up is doing (before the search loop's ``start``)."""
+        self.on_event("setup", {"stage": stage, "data": settings.data,
+                                "elapsed": time.monotonic() - self._t0, "budget": settings.budget})
 
     def _executor(self, settings: RunSettings, trainer: Any, guard: _ContinuationGuard) -> Any:
         """``None`` (steps run in this process) for one worker, else a Ray worker pool."""
