@@ -6,8 +6,6 @@ import json
 
 import typer
 
-from hubtune.hub import HubError, available_offline, get_descriptor, list_models
-
 hub_app = typer.Typer(name="hub", help="Browse the model hub.", no_args_is_help=True)
 
 
@@ -26,6 +24,8 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print descriptors as JSON lines."),
 ) -> None:
     """Print a table of model descriptors (params, GFLOPs, input size, ImageNet top-1, weights)."""
+    from hubtune.hub import HubError, available_offline, get_descriptor, list_models
+
     try:
         names = list_models(hub)
         descriptors = [get_descriptor(n) for n in names]

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import typer
 
-from hubtune.space import ConfigError, SearchSpace
-
 
 def register(app: typer.Typer) -> None:
     """Add the ``space`` command to ``app``."""
@@ -21,6 +19,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Sampling seed."),
     ) -> None:
         """Print the (restricted) search space, or sample configurations from it."""
+        from hubtune.space import ConfigError, SearchSpace
+
         names = [m for m in models.split(",") if m]
         try:
             sp = SearchSpace.from_file(space_file, models=names) if space_file else SearchSpace(names)
