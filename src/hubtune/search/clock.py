@@ -1,0 +1,106 @@
+"""Clocks for :class:`~hubtune.search.loop.SearchLoop`: the wall clock or a simulated one.
+
+The loop reads the time only through a clock, so the same loop runs a real
+search (``hubtune run``: :class:`WallClock`) and a replay of a tabular
+meta-dataset (``hubtune bench``: :class:`SimClock`, advanced by each step's
+simulated seconds by :class:`~hubtune.search.simexec.SimExecutor`).
+
+Both clocks time the optimizer's own work (every ``ask`` and ``tell``) through
+:meth:`Clock.charged`; on the wall clock that time passes anyway, the
+simulated clock adds it (measured with its ``timer``), so an expensive
+optimizer pays for its thinking in a replay too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+OverheadClock = Literal["process", "wall", "none"]
+
+
+@dataclass
+class Charge:
+    """Seconds one timed piece of optimizer work took (set when its block ends)."""
+
+    seconds: float = 0.0
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What the loop reads the time from."""
+
+    def now(self) -> float:
+        """Seconds on this clock (any origin; only differences matter)."""
+        ...
+
+    def charged(self) -> AbstractContextManager[Charge]:
+        """A context manager timing optimizer work; yields a :class:`Charge`."""
+        ...
+
+
+def overhead_timer(kind: OverheadClock) -> Callable[[], float]:
+    """The timer that measures optimizer work: process CPU time, wall time, or none (0)."""
+    if kind == "process":
+        return time.process_time
+    if kind == "wall":
+        return time.perf_counter
+    if kind == "none":
+        return lambda: 0.0
+    raise ValueError(f"overhead clock must be 'process', 'wall' or 'none', got {kind!r}")
+
+
+class WallClock:
+    """Real time (``time.monotonic``); optimizer work is timed but not added (it passed)."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    @contextmanager
+    def charged(self) -> Iterator[Charge]:
+        box = Charge()
+        t0 = time.perf_counter()
+        try:
+            yield box
+        finally:
+            box.seconds = time.perf_counter() - t0
+
+
+class SimClock:
+    """Simulated seconds: moved by :meth:`advance_to` and by the optimizer's timed work.
+
+    Args:
+        timer: what measures the optimizer's work (see :func:`overhead_timer`).
+        start: the clock's initial reading.
+    """
+
+    def __init__(self, timer: Callable[[], float] | OverheadClock = "none",
+                 start: float = 0.0) -> None:
+        self.timer = overhead_timer(timer) if isinstance(timer, str) else timer
+        self.t = float(start)
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass (ignored if negative)."""
+        if seconds > 0:
+            self.t += seconds
+
+    def advance_to(self, t: float) -> None:
+        """Move the clock to ``t`` (never backwards)."""
+        if t > self.t:
+            self.t = t
+
+    @contextmanager
+    def charged(self) -> Iterator[Charge]:
+        box = Charge()
+        t0 = self.timer()
+        try:
+            yield box
+        finally:
+            box.seconds = self.timer() - t0
+            self.advance(box.seconds)
