@@ -163,6 +163,7 @@ class BudgetGuard:
         max_declines: stop asking after this many declined steps in a row.
         base_margin / quantile / early_margin: :func:`learned_margin` settings.
         prior_margin: factor on the slowest measured epoch for a model never measured.
+        serial_start: run one step at a time until an epoch has been measured.
     """
 
     max_declines: int = 25
@@ -170,6 +171,7 @@ class BudgetGuard:
     quantile: float = 0.9
     early_margin: float = 1.25
     prior_margin: float = 1.5
+    serial_start: bool = True
     trial: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     model: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     epoch: dict[str, int] = field(default_factory=dict)
@@ -184,6 +186,10 @@ class BudgetGuard:
     def measured(self) -> bool:
         """True once any epoch has been measured."""
         return self.slowest is not None
+
+    def may_start_beside(self, running: int) -> bool:
+        """Whether a step may start while ``running`` steps run (``serial_start`` rule)."""
+        return running == 0 or self.measured or not self.serial_start
 
     def margin(self) -> float:
         return learned_margin(self.ratios, self.base_margin, self.quantile, self.early_margin)

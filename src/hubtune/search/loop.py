@@ -51,8 +51,9 @@ from hubtune.search.executor import Completion, Executor, InlineExecutor
 from hubtune.search.journal import Journal, NullJournal, replay
 
 EventHook = Callable[[str, dict[str, Any]], None]
-ChargeHook = Callable[[str, Step | None, float], None]
-"""``(kind, step, seconds)``: the optimizer spent ``seconds`` on an ``"ask"`` or a ``"tell"``."""
+ChargeHook = Callable[[str, Step | None, StepResult | None, float], None]
+"""``(kind, step, result, seconds)``: the optimizer spent ``seconds`` on an ``"ask"``
+(``step`` is what it proposed, maybe ``None``) or a ``"tell"`` (of ``result``)."""
 Allowance = float | Callable[[list[StepResult]], float] | None
 
 
@@ -115,7 +116,7 @@ class SearchLoop:
         export_allowance: seconds kept back from the search for the final export,
             or a function of the results so far (default:
             :func:`~hubtune.search.budget.export_allowance`); ``None``: nothing.
-        on_charge: called with ``(kind, step, seconds)`` after every ask and tell.
+        on_charge: called with ``(kind, step, result, seconds)`` after every ask and tell.
     """
 
     SNAPSHOT = "optimizer_state.json"
@@ -259,17 +260,22 @@ class SearchLoop:
         with self.clock.charged() as charge:
             step = self.optimizer.ask(budget_left=self.left_for_steps())
         if self.on_charge is not None:
-            self.on_charge("ask", step, charge.seconds)
+            self.on_charge("ask", step, None, charge.seconds)
         return step
 
     def _tell(self, result: StepResult) -> None:
         with self.clock.charged() as charge:
             self.optimizer.tell(result)
         if self.on_charge is not None:
-            self.on_charge("tell", result.step, charge.seconds)
+            self.on_charge("tell", result.step, result, charge.seconds)
 
     def _finish(self, result: StepResult, done: Completion | None = None) -> None:
         self._pending.pop(result.trial_id, None)
+        asked = result.step.info.get("shortened_from")
+        if asked is not None and result.status == "ok":
+            # Shortened to the epochs that fit: the budget leaves no room for more.
+            result.status = "ended"
+            result.reason = f"shortened to fit the budget (asked for epoch {asked})"
         if self.durable:
             extra: dict[str, Any] = {}
             if done is not None:
@@ -396,7 +402,8 @@ class SearchLoop:
             why = self._why_stop(steps)
             if why is not None:
                 return steps, why
-            if self.guard is not None and not self.guard.measured and self.executor.running():
+            if self.guard is not None and not self.guard.may_start_beside(
+                    len(self.executor.running())):
                 return steps, None  # nothing measured yet: one step at a time
             step = self._ask()
             if step is None:

@@ -8,6 +8,11 @@ moves the clock to the earliest end among the running steps and hands back
 that completion (ties in submission order). With several slots this is the
 asynchronous behaviour of real workers: a short step submitted after a long
 one finishes first, and the loop refills the freed slot at that time.
+
+With a ``deadline`` (the budget of a benchmark run), steps that would end
+after it are cut off there: when the earliest end is past the deadline the
+clock stops at the deadline and every running step is dropped (:attr:`cut`);
+their epochs that ended before the deadline still show in :attr:`submitted`.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ class SimExecutor:
             cumulative ``record.seconds``).
     """
 
-    def __init__(self, evaluator: Evaluator, clock: SimClock, workers: int = 1) -> None:
+    def __init__(self, evaluator: Evaluator, clock: SimClock, workers: int = 1,
+                 deadline: float | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.evaluator = evaluator
@@ -42,6 +48,9 @@ class SimExecutor:
         self._free = list(range(self.slots - 1, -1, -1))  # pop() gives the lowest slot
         self._seq = 0
         self.submitted: list[tuple[float, StepResult]] = []
+        self.deadline = deadline
+        self.cut: list[Step] = []
+        """Steps dropped at the deadline (they had not finished)."""
 
     def free_slots(self) -> int:
         return len(self._free)
@@ -64,8 +73,16 @@ class SimExecutor:
         return {entry[2]: entry[4] for entry in self._heap}
 
     def wait(self) -> list[Completion]:
-        """Advance the clock to the earliest end among the running steps; return that step."""
+        """Advance the clock to the earliest end among the running steps; return that step.
+
+        Past the deadline: nothing is returned and no step runs any more.
+        """
         if not self._heap:
+            return []
+        if self.deadline is not None and self._heap[0][0] > self.deadline:
+            self.clock.advance_to(self.deadline)
+            self.cut.extend(entry[4] for entry in sorted(self._heap))
+            self.close()
             return []
         end, _, slot, start, step, result = heapq.heappop(self._heap)
         self.clock.advance_to(end)
