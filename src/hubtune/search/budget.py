@@ -30,6 +30,7 @@ the best model at the end (evaluating it on validation and test).
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -67,13 +68,15 @@ def batch_scaled(seconds: float, measured_batch: int | None, wanted_batch: int |
 
 
 def learned_margin(ratios: list[float], base: float = 1.05, quantile: float = 0.9,
-                   early: float = 1.25, min_n: int = 5, cap: float = 4.0) -> float:
+                   early: float = 1.25, min_n: int = 5, cap: float = 4.0,
+                   presorted: bool = False) -> float:
     """Safety factor on predicted seconds from the run's ``observed / predicted`` ratios.
 
     With fewer than ``min_n`` ratios: the largest of ``early`` and the ratios
-    seen; then the ``quantile`` of the ratios. Never below ``base``, never above ``cap``.
+    seen; then the ``quantile`` of the ratios. Never below ``base``, never above
+    ``cap``. ``presorted``: ``ratios`` are already sorted, finite and positive.
     """
-    finite = sorted(r for r in ratios if math.isfinite(r) and r > 0)
+    finite = ratios if presorted else sorted(r for r in ratios if math.isfinite(r) and r > 0)
     if len(finite) < min_n:
         value = max([early, *finite])
     else:
@@ -181,6 +184,7 @@ class BudgetGuard:
     cheapest: float | None = None
     declines: int = 0
     _sums: dict[str, tuple[float, int]] = field(default_factory=dict)
+    _margin: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -192,7 +196,11 @@ class BudgetGuard:
         return running == 0 or self.measured or not self.serial_start
 
     def margin(self) -> float:
-        return learned_margin(self.ratios, self.base_margin, self.quantile, self.early_margin)
+        """The current safety factor (:func:`learned_margin` of :attr:`ratios`, kept sorted)."""
+        if self._margin is None:
+            self._margin = learned_margin(self.ratios, self.base_margin, self.quantile,
+                                          self.early_margin, presorted=True)
+        return self._margin
 
     def observe(self, result: StepResult, predicted: float | None = None) -> None:
         """Learn from a finished step (``predicted``: its unmargined prediction, if any)."""
@@ -216,7 +224,10 @@ class BudgetGuard:
         self.cheapest = mean if self.cheapest is None else min(self.cheapest, mean)
         self.overhead = max(self.overhead, overhead)
         if predicted is not None and predicted > 0 and result.seconds > 0:
-            self.ratios.append(result.seconds / predicted)
+            ratio = result.seconds / predicted
+            if math.isfinite(ratio):
+                bisect.insort(self.ratios, ratio)
+                self._margin = None
 
     def estimate(self, step: Step) -> Estimate:
         """Seconds per epoch and per step of ``step`` (before the margin)."""

@@ -14,8 +14,8 @@ optimizer pays for its thinking in a replay too.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -53,20 +53,34 @@ def overhead_timer(kind: OverheadClock) -> Callable[[], float]:
     raise ValueError(f"overhead clock must be 'process', 'wall' or 'none', got {kind!r}")
 
 
+class _Timed:
+    """Context manager: times its block with ``timer`` into a :class:`Charge`, then calls ``done``."""
+
+    __slots__ = ("timer", "done", "box", "t0")
+
+    def __init__(self, timer: Callable[[], float], done: Callable[[float], None] | None) -> None:
+        self.timer, self.done = timer, done
+        self.box = Charge()
+        self.t0 = 0.0
+
+    def __enter__(self) -> Charge:
+        self.t0 = self.timer()
+        return self.box
+
+    def __exit__(self, *exc: object) -> None:
+        self.box.seconds = self.timer() - self.t0
+        if self.done is not None:
+            self.done(self.box.seconds)
+
+
 class WallClock:
     """Real time (``time.monotonic``); optimizer work is timed but not added (it passed)."""
 
     def now(self) -> float:
         return time.monotonic()
 
-    @contextmanager
-    def charged(self) -> Iterator[Charge]:
-        box = Charge()
-        t0 = time.perf_counter()
-        try:
-            yield box
-        finally:
-            box.seconds = time.perf_counter() - t0
+    def charged(self) -> AbstractContextManager[Charge]:
+        return _Timed(time.perf_counter, None)
 
 
 class SimClock:
@@ -95,12 +109,5 @@ class SimClock:
         if t > self.t:
             self.t = t
 
-    @contextmanager
-    def charged(self) -> Iterator[Charge]:
-        box = Charge()
-        t0 = self.timer()
-        try:
-            yield box
-        finally:
-            box.seconds = self.timer() - t0
-            self.advance(box.seconds)
+    def charged(self) -> AbstractContextManager[Charge]:
+        return _Timed(self.timer, self.advance)

@@ -73,11 +73,12 @@ class Incumbent:
         for rec in result.records:
             if math.isfinite(rec.score) and rec.score > self.score:
                 self.score = rec.score
-                self.trial_id = result.trial_id
                 self.epoch = rec.epoch
-                self.config = result.step.config.to_dict()
-                self.time = at
                 improved = True
+        if improved:
+            self.trial_id = result.trial_id
+            self.config = result.step.config.to_dict()
+            self.time = at
         return improved
 
 
@@ -155,6 +156,7 @@ class SearchLoop:
         self.budget = float(budget)
         self.settings = settings or {}
         self.on_event = on_event or (lambda _e, _p: None)
+        self._listening = on_event is not None
         self.after_result = after_result
         self.max_steps = max_steps
         self.max_consecutive_failures = max_consecutive_failures
@@ -291,17 +293,16 @@ class SearchLoop:
         self._snapshot()
         if self.after_result is not None:
             self.after_result(result, self.incumbent)
-        self.on_event(
-            "result",
-            {"result": result, "incumbent": self.incumbent, "improved": improved,
+        if self._listening:
+            self.on_event("result", {"result": result, "incumbent": self.incumbent, "improved": improved,
              "elapsed": self.elapsed(), "budget": self.budget,
-             "worker": done.worker if done is not None else 0},
-        )
+             "worker": done.worker if done is not None else 0})
 
     def _submit(self, step: Step) -> None:
         worker = self.executor.submit(step)
-        self.on_event("step", {"step": step, "worker": worker, "elapsed": self.elapsed(),
-                               "budget": self.budget})
+        if self._listening:
+            self.on_event("step", {"step": step, "worker": worker, "elapsed": self.elapsed(),
+                                   "budget": self.budget})
 
     def _lost(self, done: Completion, losses: dict[tuple[str, int], int],
               queue: deque[Step]) -> None:
