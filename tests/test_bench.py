@@ -151,11 +151,16 @@ def test_simulator_early_ending_curve_and_errors():
 def test_runner_truncates_at_budget_and_counts_epochs_as_they_finish(scripted):
     runs = make_runs()
     name = scripted([("a", 3)])
-    traj = run_one(name, runs, seed=0, budget_seconds=250, overhead_clock="none")
+    traj = run_one(name, runs, seed=0, budget_seconds=250, overhead_clock="none",
+                   budget_rules=False)
     assert traj.times == [100.0, 200.0]  # epoch 3 would finish at 300 > 250
     assert traj.scores == [0.2, 0.5]
     assert traj.end_reason == "budget" and traj.end_time == 250
     assert traj.regrets[-1] == pytest.approx((0.9 - 0.5) / (0.9 - 0.1))
+    # With the budget rules: the first step, measured by nothing, runs too (and is cut off).
+    ruled = run_one(scripted([("a", 3)]), runs, seed=0, budget_seconds=250,
+                    overhead_clock="none")
+    assert ruled.times == [100.0, 200.0] and ruled.end_time == 250
 
 
 def test_runner_overheads_and_exhaustion(scripted):

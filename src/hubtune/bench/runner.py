@@ -271,11 +271,13 @@ def run_one(
             (CPU time of this process; robust to other load), ``"wall"`` or
             ``"none"`` (not charged; exact replays in tests). Methods that run
             in a subprocess are always measured in wall time.
-        budget_rules: the loop's budget contract as in ``hubtune run`` (steps
-            that do not fit are shortened or declined), except that all workers
-            start at once (``hubtune run`` starts one step until an epoch is
-            measured); ``False``: every proposed step starts while budget is
-            left and is cut off at the budget.
+        budget_rules: the loop's budget contract as in ``hubtune run``: steps
+            that do not fit are shortened or declined. Not its start-up and probe
+            rules (one step of one epoch until an epoch is measured; one epoch
+            first for an unmeasured trial near the end), which keep a real run's
+            wall clock in bounds; in a replay epochs past the budget never count
+            anyway, and all workers start at once. ``False``: every proposed
+            step starts while budget is left and is cut off at the budget.
         on_event: the loop's event hook (``step``, ``result``, ``declined``, ...;
             ``elapsed`` in simulated seconds).
     """
@@ -309,7 +311,7 @@ def run_one(
     costs = _DecisionCosts(budget_seconds, clock)
     loop = SearchLoop(
         None, optimizer, evaluator, budget_seconds, executor=executor, clock=clock,
-        budget_rules=budget_rules, guard=BudgetGuard(serial_start=False), export_allowance=None, on_charge=costs.charge,
+        budget_rules=budget_rules, guard=BudgetGuard(serial_start=False, probe_share=None), export_allowance=None, on_charge=costs.charge,
         after_result=_progress_check(spec.name), max_consecutive_failures=NO_PROGRESS_LIMIT,
         on_event=on_event,
     )

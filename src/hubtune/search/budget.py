@@ -16,7 +16,12 @@ x margin``:
 - margin (:func:`learned_margin`): an upper quantile of the run's own
   prediction errors (observed / predicted seconds), never below ``base``.
 
-A step that does not fit is shortened to the epochs that fit
+A several-epoch step of a trial that was never measured is first run for one
+epoch (a probe) when nothing has been measured yet, or when its estimate
+exceeds half of the budget left: the estimate for an unseen trial can be far
+off (epoch times of one model differ several-fold with its hyperparameters),
+so near the end of the budget it risks one epoch, not many. A step that does
+not fit is shortened to the epochs that fit
 (:func:`epochs_that_fit`) when at least one does, else declined; the loop
 tells the optimizer a declined step as a result with no epochs (status
 ``failed``, reason ``declined: ...``), so it proposes something else, and it
@@ -166,7 +171,11 @@ class BudgetGuard:
         max_declines: stop asking after this many declined steps in a row.
         base_margin / quantile / early_margin: :func:`learned_margin` settings.
         prior_margin: factor on the slowest measured epoch for a model never measured.
-        serial_start: run one step at a time until an epoch has been measured.
+        serial_start: until an epoch has been measured, run one step at a time and
+            only its first epoch.
+        probe_share: a several-epoch step of a trial never measured is first run
+            for one epoch (a probe) when its estimate exceeds this share of the
+            budget left (``None``: never).
     """
 
     max_declines: int = 25
@@ -175,6 +184,7 @@ class BudgetGuard:
     early_margin: float = 1.25
     prior_margin: float = 1.5
     serial_start: bool = True
+    probe_share: float | None = 0.5
     trial: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     model: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     epoch: dict[str, int] = field(default_factory=dict)
@@ -247,7 +257,11 @@ class BudgetGuard:
         est = self.estimate(step)
         current = self.epoch.get(step.trial_id, 0)
         wanted = step.to_epoch - current
-        if est.per_epoch is None or wanted <= 0:
+        if wanted <= 0:
+            return Verdict("run", step, None)
+        if est.per_epoch is None:
+            if wanted > 1 and self.serial_start:
+                return self._probe(step, current, None, "nothing measured yet")
             return Verdict("run", step, None, "nothing measured yet")
         margin = self.margin()
         fit = epochs_that_fit(left, est.per_epoch, est.overhead, margin, wanted)
@@ -256,6 +270,12 @@ class BudgetGuard:
             return Verdict("decline", step, need,
                            f"one epoch likely takes {need:.0f}s ({est.source} estimate), "
                            f"{left:.0f}s left")
+        full = (est.overhead + wanted * est.per_epoch) * margin
+        if (self.probe_share is not None and est.source != "trial" and wanted > 1
+                and full > left * self.probe_share):
+            raw = est.overhead + est.per_epoch
+            return self._probe(step, current, raw,
+                               f"never measured ({est.source} estimate); one epoch first")
         if fit < wanted:
             short = replace(step, to_epoch=current + fit,
                             info={**step.info, "shortened_from": step.to_epoch})
@@ -264,3 +284,10 @@ class BudgetGuard:
                            f"{fit} of {wanted} epochs fit in {left:.0f}s", raw)
         raw = est.overhead + wanted * est.per_epoch
         return Verdict("run", step, raw * margin, "", raw)
+
+    def _probe(self, step: Step, current: int, raw: float | None, why: str) -> Verdict:
+        """Shorten ``step`` to its first epoch (the trial stays open: status ``ok``)."""
+        short = replace(step, to_epoch=current + 1,
+                        info={**step.info, "shortened_from": step.to_epoch, "probe": True})
+        predicted = None if raw is None else raw * self.margin()
+        return Verdict("shorten", short, predicted, why, raw)

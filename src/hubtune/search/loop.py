@@ -274,7 +274,7 @@ class SearchLoop:
     def _finish(self, result: StepResult, done: Completion | None = None) -> None:
         self._pending.pop(result.trial_id, None)
         asked = result.step.info.get("shortened_from")
-        if asked is not None and result.status == "ok":
+        if asked is not None and result.status == "ok" and not result.step.info.get("probe"):
             # Shortened to the epochs that fit: the budget leaves no room for more.
             result.status = "ended"
             result.reason = f"shortened to fit the budget (asked for epoch {asked})"
@@ -409,7 +409,11 @@ class SearchLoop:
             step = self._ask()
             if step is None:
                 # With steps still running the optimizer may have more once they report.
-                return steps, (None if self.executor.running() else "exhausted")
+                if self.executor.running():
+                    return steps, None
+                # Right after declines: what is left was declined, the budget ended the search.
+                return steps, ("budget" if self.guard is not None and self.guard.declines
+                               else "exhausted")
             vetted = self._vet(step)
             if vetted is None:
                 assert self.guard is not None
