@@ -111,11 +111,13 @@ def test_guard_runs_unmeasured_steps_then_shortens_and_declines():
     other = Step("u", Config(model="m2"), 1)
     assert guard.vet(other, left=180.0).action == "decline"
     assert guard.vet(other, left=190.0).action == "run"
-    # a several-epoch step of an unseen trial near the end: one epoch first
-    far = guard.vet(Step("v", Config(model="m1"), 3), left=10_000.0)
-    assert far.action == "run"
-    near = guard.vet(Step("v", Config(model="m1"), 3), left=500.0)
-    assert near.action == "shorten" and near.step.to_epoch == 1 and near.step.info["probe"]
+    # a several-epoch step of an unseen trial: one epoch first (by default always)...
+    probe = guard.vet(Step("v", Config(model="m1"), 3), left=10_000.0)
+    assert probe.action == "shorten" and probe.step.to_epoch == 1 and probe.step.info["probe"]
+    # ...or only when its estimate exceeds a share of what is left
+    guard.probe_share = 0.5
+    assert guard.vet(Step("v", Config(model="m1"), 3), left=10_000.0).action == "run"
+    assert guard.vet(Step("v", Config(model="m1"), 3), left=500.0).action == "shorten"
 
 
 def test_guard_honours_the_optimizers_own_prediction_and_learns_its_margin():
@@ -228,6 +230,38 @@ def test_only_one_step_runs_until_an_epoch_is_measured(runs):
     loop.run()
     assert starts[0] == 0.0 and starts[1] > 0.0  # the second step waited for the first epoch
     assert starts[2] == starts[1]  # then the workers fill at once
+
+
+def test_a_probe_is_continued_and_told_as_the_step_that_was_asked_for(runs):
+    told = []
+    ctx = TaskContext(max_epochs=50, seed=0,
+                      candidates=[Candidate(r, c) for r, c in zip(runs.run_ids, runs.configs,
+                                                                     strict=True)])
+    inner = get_method("random").load()(ctx)
+
+    class Spy:
+        def ask(self, budget_left=None):
+            return inner.ask(budget_left)
+
+        def tell(self, result):
+            told.append(result)
+            inner.tell(result)
+
+        def state_dict(self):
+            return inner.state_dict()
+
+        def load_state_dict(self, state):
+            inner.load_state_dict(state)
+
+    clock = SimClock()
+    evaluator = SimulatedEvaluator(runs)
+    loop = SearchLoop(None, Spy(), evaluator, 1e6, executor=SimExecutor(evaluator, clock, 1),
+                      clock=clock, max_steps=3)
+    loop.run()
+    assert evaluator.steps == 6  # each trial: a one-epoch probe, then the rest
+    for res in told:
+        assert res.step.to_epoch == 50 and [r.epoch for r in res.records][:2] == [1, 2]
+        assert "probe" not in res.step.info
 
 
 def test_the_loop_stops_after_max_declines_in_a_row(tmp_path, runs):

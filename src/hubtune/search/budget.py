@@ -20,7 +20,10 @@ A several-epoch step of a trial that was never measured is first run for one
 epoch (a probe) when nothing has been measured yet, or when its estimate
 exceeds half of the budget left: the estimate for an unseen trial can be far
 off (epoch times of one model differ several-fold with its hyperparameters),
-so near the end of the budget it risks one epoch, not many. A step that does
+so near the end of the budget it risks one epoch, not many. The loop then
+continues the probe to the epochs asked for (or those that fit), now with a
+measured epoch, and tells the optimizer one result for the step it asked
+for: the probe is invisible to it. A step that does
 not fit is shortened to the epochs that fit
 (:func:`epochs_that_fit`) when at least one does, else declined; the loop
 tells the optimizer a declined step as a result with no epochs (status
@@ -184,7 +187,7 @@ class BudgetGuard:
     early_margin: float = 1.25
     prior_margin: float = 1.5
     serial_start: bool = True
-    probe_share: float | None = 0.5
+    probe_share: float | None = 0.0
     trial: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     model: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     epoch: dict[str, int] = field(default_factory=dict)

@@ -38,7 +38,7 @@ import json
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,7 @@ class SearchLoop:
         self.on_charge = on_charge
         self._reserve = 0.0
         self._predicted: dict[str, float | None] = {}
+        self._carry: dict[str, StepResult] = {}  # probes whose rest is running
         self.optimizer = optimizer
         self.evaluator = evaluator
         self.budget = float(budget)
@@ -271,7 +272,52 @@ class SearchLoop:
         if self.on_charge is not None:
             self.on_charge("tell", result.step, result, charge.seconds)
 
-    def _finish(self, result: StepResult, done: Completion | None = None) -> None:
+    def _complete(self, done: Completion) -> None:
+        """A step's result arrived: finish it, or first continue a probe (see ``budget``)."""
+        result = done.result
+        assert result is not None
+        carried = self._carry.pop(result.trial_id, None)
+        if carried is not None:  # the rest of a probed step: the optimizer hears of both at once
+            assert self.guard is not None
+            self.guard.observe(result, self._predicted.pop(result.trial_id, None))
+            merged = StepResult(result.step, carried.records + result.records, result.status,
+                                result.reason, carried.seconds + result.seconds)
+            self._finish(merged, done, observed=True)
+            return
+        if (self.guard is not None and result.step.info.get("probe") and result.status == "ok"
+                and result.records):
+            self.guard.observe(result, self._predicted.pop(result.trial_id, None))
+            if not self._continue_probe(result):
+                info = {k: v for k, v in result.step.info.items() if k != "probe"}
+                result.step = replace(result.step, info=info)  # as shortened: no room for more
+                self._finish(result, done, observed=True)
+            return
+        self._finish(result, done)
+
+    def _continue_probe(self, probe: StepResult) -> bool:
+        """Start the rest of a probed step if it fits (now that its epoch is measured)."""
+        assert self.guard is not None
+        asked = int(probe.step.info["shortened_from"])
+        info = {k: v for k, v in probe.step.info.items() if k not in ("probe", "shortened_from")}
+        if self._why_stop(0) is not None or self.executor.free_slots() < 1:
+            return False
+        verdict = self.guard.vet(replace(probe.step, to_epoch=asked, info=info),
+                                 self.left_for_steps())
+        if verdict.action == "decline":
+            return False
+        step = verdict.step
+        self._carry[step.trial_id] = probe
+        self._predicted[step.trial_id] = verdict.raw
+        self._pending[step.trial_id] = step
+        if self.durable:
+            self.journal.append("note", what="probe", **result_to_dict(probe))
+            self.journal.append("ask", step=step_to_dict(step))
+        self._snapshot()
+        self._submit(step)
+        return True
+
+    def _finish(self, result: StepResult, done: Completion | None = None,
+                observed: bool = False) -> None:
         self._pending.pop(result.trial_id, None)
         asked = result.step.info.get("shortened_from")
         if asked is not None and result.status == "ok" and not result.step.info.get("probe"):
@@ -286,7 +332,8 @@ class SearchLoop:
             self.journal.append("result", **result_to_dict(result), **extra)
         self.results.append(result)
         if self.guard is not None:
-            self.guard.observe(result, self._predicted.pop(result.trial_id, None))
+            if not observed:
+                self.guard.observe(result, self._predicted.pop(result.trial_id, None))
             self._update_reserve()
         improved = self.incumbent.update(result, at=self.elapsed())
         self._tell(result)
@@ -479,7 +526,7 @@ class SearchLoop:
                     self._lost(done, losses, queue)
                 else:
                     assert done.result is not None
-                    self._finish(done.result, done)
+                    self._complete(done)
         why = why or "exhausted"
         elapsed = self.elapsed()
         self.journal.append("end", why=why, elapsed=elapsed)
