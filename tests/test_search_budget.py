@@ -21,6 +21,7 @@ from hubtune.search.budget import (
     export_allowance,
     learned_margin,
     nothing_fits,
+    recent_overhead,
     result_costs,
 )
 from hubtune.search.clock import SimClock
@@ -71,6 +72,13 @@ def test_epochs_that_fit():
     assert epochs_that_fit(1000, 100, 0, 1.0, 3) == 3
     assert epochs_that_fit(99, 100, 0, 1.0, 3) == 0
     assert epochs_that_fit(10, 0, 0, 1.0, 3) == 3
+
+
+def test_recent_overhead_is_the_median_of_its_kind():
+    assert recent_overhead([9.0, 1.0, 1.2], [0.2], first_step=True) == 1.2  # warm-up ignored
+    assert recent_overhead([9.0], [0.2, 0.4], first_step=False) == pytest.approx(0.3)
+    assert recent_overhead([], [0.5], first_step=True) == 0.5
+    assert recent_overhead([], [], first_step=False) == 0.0
 
 
 def test_nothing_fits():

@@ -11,8 +11,11 @@ x margin``:
   measured epoch of any trial times a prior margin; when nothing has been
   measured yet the step is allowed (the first step must run), but only one
   step runs at a time until an epoch has been measured;
-- overhead: the largest per-step overhead measured so far (the step's seconds
-  beyond its epochs: building the model, loading and saving checkpoints);
+- overhead (:func:`recent_overhead`): the median of the last few measured
+  per-step overheads (the step's seconds beyond its epochs: building the
+  model, loading and saving checkpoints), for a trial's first step and for a
+  continued one separately; the run's very first step is left out (it also
+  pays the process's warm-up: imports, device initialisation, first writes);
 - margin (:func:`learned_margin`): an upper quantile of the run's own
   prediction errors (observed / predicted seconds), never below ``base``.
 
@@ -108,6 +111,17 @@ def epochs_that_fit(left: float, per_epoch: float, overhead: float, margin: floa
     return min(wanted, int(math.floor(room / per_epoch + 1e-9)))
 
 
+def recent_overhead(starts: list[float], resumes: list[float], first_step: bool) -> float:
+    """Median of the recent overheads of the step's kind (a trial's first step or a
+    continued one); of the other kind when none of its kind was measured; else 0."""
+    own, other = (starts, resumes) if first_step else (resumes, starts)
+    values = sorted(own or other)
+    if not values:
+        return 0.0
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
 def nothing_fits(left: float, cheapest_epoch: float | None, margin: float) -> bool:
     """True when even the cheapest measured epoch (no overhead) would not fit in ``left``."""
     return cheapest_epoch is not None and cheapest_epoch * margin > left
@@ -192,12 +206,15 @@ class BudgetGuard:
     model: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     epoch: dict[str, int] = field(default_factory=dict)
     ratios: list[float] = field(default_factory=list)
-    overhead: float = 0.0
+    starts: list[float] = field(default_factory=list)
+    resumes: list[float] = field(default_factory=list)
+    recent: int = 5
     slowest: float | None = None
     cheapest: float | None = None
     declines: int = 0
     _sums: dict[str, tuple[float, int]] = field(default_factory=dict)
     _margin: float | None = None
+    _warm: bool = False
 
     @property
     def measured(self) -> bool:
@@ -217,6 +234,7 @@ class BudgetGuard:
 
     def observe(self, result: StepResult, predicted: float | None = None) -> None:
         """Learn from a finished step (``predicted``: its unmargined prediction, if any)."""
+        first_step = self.epoch.get(result.trial_id, 0) == 0
         if result.records:
             self.epoch[result.trial_id] = max(self.epoch.get(result.trial_id, 0),
                                               result.last_epoch)
@@ -235,7 +253,11 @@ class BudgetGuard:
             self.model[name] = (mean, batch)
         self.slowest = mean if self.slowest is None else max(self.slowest, mean)
         self.cheapest = mean if self.cheapest is None else min(self.cheapest, mean)
-        self.overhead = max(self.overhead, overhead)
+        if self._warm:
+            kind = self.starts if first_step else self.resumes
+            kind.append(overhead)
+            del kind[:-self.recent]
+        self._warm = True  # the run's first step also paid the process's warm-up: not kept
         if predicted is not None and predicted > 0 and result.seconds > 0:
             ratio = result.seconds / predicted
             if math.isfinite(ratio):
@@ -249,7 +271,9 @@ class BudgetGuard:
             self.trial.get(step.trial_id), self.model.get(step.config.model), self.slowest,
             batch if isinstance(batch, int) else None, self.prior_margin,
         )
-        return Estimate(per_epoch, self.overhead, source)  # type: ignore[arg-type]
+        overhead = recent_overhead(self.starts, self.resumes,
+                                   self.epoch.get(step.trial_id, 0) == 0)
+        return Estimate(per_epoch, overhead, source)  # type: ignore[arg-type]
 
     def vet(self, step: Step, left: float) -> Verdict:
         """Run, shorten or decline ``step`` with ``left`` seconds of budget left for steps."""
