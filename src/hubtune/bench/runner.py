@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from hubtune.metadata import DatasetRuns, MetaDataset
     from hubtune.protocol.steps import Step, StepResult
 
-__all__ = ["OverheadClock"]  # re-exported (it used to be defined here)
 NO_PROGRESS_LIMIT = 10_000
 """Consecutive steps that train nothing before the runner gives up on a method."""
 
