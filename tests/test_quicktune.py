@@ -182,7 +182,7 @@ def test_search_space_pool_holds_no_configs_that_train_identically():
 
     space = SearchSpace(["edgenext_small"], choices={"warmup_epochs": [0], "mixup_prob": [0.0]})
     qt = QuickTune(load_default_surrogate(), max_epochs=10, space=space, seed=0)
-    keys = [t.config.effective_key() for t in qt._trials]
+    keys = [t.config.effective_key() for t in qt.pool.trials]
     assert len(keys) == len(set(keys))
 
 
@@ -196,7 +196,7 @@ def test_endgame_starts_no_config_that_cannot_reach_the_incumbents_epoch():
                        settings=QuickTuneSettings(endgame=endgame))
         # both default anchors trained: one to epoch 4 (the incumbent), one to epoch 1
         for tid, scores in ((qt.ask().trial_id, [0.6, 0.7, 0.75, 0.8]), (qt.ask().trial_id, [0.5])):
-            t = qt._trials[qt._index[tid]]
+            t = qt.pool[tid]
             qt.tell(StepResult(Step(tid, t.config, len(scores)), records_from_scores(scores, [10.0] * len(scores))))
         steps = []
         for _ in range(5):
@@ -204,7 +204,7 @@ def test_endgame_starts_no_config_that_cannot_reach_the_incumbents_epoch():
             if step is None:
                 break
             steps.append(step)
-        return steps, {t.trial_id for t in qt._trials if t.scores}
+        return steps, {t.trial_id for t in qt.pool.trials if t.scores}
 
     # 25 s left at ~10 s per epoch: a new config reaches epoch 2 at most, the incumbent is at 4
     steps, started = run(True, 25.0)
@@ -229,16 +229,16 @@ def test_finish_reserve_keeps_the_time_to_finish_the_most_promising_trial():
                                                   cost_quantile=None))  # exact 10 s epochs here
         a, b = qt.ask().trial_id, qt.ask().trial_id  # the two default anchors
         for tid, scores in ((a, a_scores), (b, [0.5])):
-            t = qt._trials[qt._index[tid]]
+            t = qt.pool[tid]
             qt.tell(StepResult(Step(tid, t.config, len(scores)),
                                records_from_scores(scores, [10.0] * len(scores))))
         left, steps = budget, []
         while (step := qt.ask(budget_left=left)) is not None:
-            n = qt._trials[qt._index[step.trial_id]].epoch
+            n = qt.pool[step.trial_id].epoch
             k = step.to_epoch - n
             info = step.info
             if "reserved_for" in info:  # the reserved trial can still be finished afterwards
-                kept = qt._trials[qt._index[info["reserved_for"]]]
+                kept = qt.pool[info["reserved_for"]]
                 after = left - 10.0 * k
                 assert step.trial_id == kept.trial_id or \
                     after >= 10.0 * (8 - kept.epoch) - 1e-6
@@ -252,36 +252,31 @@ def test_finish_reserve_keeps_the_time_to_finish_the_most_promising_trial():
     # remaining 55 s go to one- and two-epoch probes and no trial reaches the end
     qt, a, steps = run(False, 55.0, [0.6, 0.58, 0.6])
     assert steps and steps[0].trial_id != a
-    assert max(t.epoch for t in qt._trials) < 8
+    assert max(t.epoch for t in qt.pool.trials) < 8
     # with it, the 50 s that finishing A takes are kept: A is trained to the end at once
     qt, a, steps = run(True, 55.0, [0.6, 0.58, 0.6])
     assert steps[0].trial_id == a and steps[0].info["reserved_for"] == a
     assert steps[0].info["reserved_seconds"] == pytest.approx(50.0, abs=1.0)
-    assert qt._trials[qt._index[a]].epoch == 8
+    assert qt.pool[a].epoch == 8
     # with more time, probes run first, and a trial is still trained to the end
     qt, a, steps = run(True, 80.0, [0.6, 0.58, 0.6])
     assert any(s.trial_id != a for s in steps)
-    assert max(t.epoch for t in qt._trials) == 8
+    assert max(t.epoch for t in qt.pool.trials) == 8
     # once a finished trial holds the best final score, nothing is reserved
     qt, a, steps = run(True, 55.0, [0.6, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.93])
     assert steps and "reserved_for" not in steps[0].info
 
 
 def test_schedule_epochs_present_epochs_as_a_fraction_of_the_schedule():
-    from hubtune.space.searchspace import SearchSpace
-    from hubtune.surrogate.cache import load_default_surrogate
-    from hubtune.surrogate.features import REFERENCE_EPOCHS, fidelity_features
+    from hubtune.surrogate.features import REFERENCE_EPOCHS, curve_features, fidelity_features
 
-    space = SearchSpace(["edgenext_small"])
-    short = QuickTune(load_default_surrogate(), max_epochs=8, space=space, seed=0,
-                      settings=QuickTuneSettings(schedule_epochs=8))
     # the last epoch of an 8-epoch schedule looks like the last of a 50-epoch one
-    np.testing.assert_allclose(short._fidelity(7, 8), fidelity_features(43.75, REFERENCE_EPOCHS), rtol=1e-6)
-    plain = QuickTune(load_default_surrogate(), max_epochs=8, space=space, seed=0)
-    np.testing.assert_allclose(plain._fidelity(7, 8), fidelity_features(7, 8), rtol=1e-6)
+    np.testing.assert_allclose(fidelity_features(7, 8, schedule_epochs=8),
+                               fidelity_features(43.75, REFERENCE_EPOCHS), rtol=1e-6)
+    np.testing.assert_allclose(fidelity_features(7, 8, schedule_epochs=None), fidelity_features(7, 8), rtol=1e-6)
     # slopes are per meta-dataset epoch: 6.25x flatter on the 8-epoch schedule
     scores = [0.5, 0.6, 0.7]
-    assert short._curve(scores)[5] == pytest.approx(plain._curve(scores)[5] / 6.25)
+    assert curve_features(scores, schedule_epochs=8)[5] == pytest.approx(curve_features(scores)[5] / 6.25)
 
 
 def test_val_size_adds_sampling_noise_to_observed_scores():
@@ -292,7 +287,7 @@ def test_val_size_adds_sampling_noise_to_observed_scores():
         qt = QuickTune(load_default_surrogate(), max_epochs=8, space=SearchSpace(["edgenext_small"]),
                        seed=0, settings=QuickTuneSettings(val_size=val_size, schedule_epochs=8))
         tid = qt.ask().trial_id
-        t = qt._trials[qt._index[tid]]
+        t = qt.pool[tid]
         qt.tell(StepResult(Step(tid, t.config, 2), records_from_scores([0.9, 0.6], [5.0, 5.0])))
         x, y = qt._observations()
         return qt.surrogate.predict(x, y, x, extra_noise=qt._sampling_noise(y))
@@ -319,7 +314,7 @@ def test_cost_quantile_keeps_steps_whose_likely_duration_does_not_fit():
         qt.tell(StepResult(anchor, records_from_scores([0.9] * 8, [10.0] * 8)))
         for _ in range(4):  # first steps of new configs, each twice its predicted seconds
             step = qt.ask(budget_left=1e5)
-            assert qt._trials[qt._index[step.trial_id]].epoch == 0
+            assert qt.pool[step.trial_id].epoch == 0
             k = step.to_epoch
             real = 2.0 * step.info["cost"]
             qt.tell(StepResult(step, records_from_scores([0.3] * k, [real / k] * k), seconds=real))
@@ -334,7 +329,7 @@ def test_cost_quantile_keeps_steps_whose_likely_duration_does_not_fit():
     a, b = state(None).ask(budget_left=1e5), state(0.9).ask(budget_left=1e5)
     assert (a.trial_id, a.to_epoch) == (b.trial_id, b.to_epoch)
     plain = state(None)
-    assert plain._trials[plain._index[a.trial_id]].epoch == 0  # a new config
+    assert plain.pool[a.trial_id].epoch == 0  # a new config
     # 1.2x its point prediction left: the point rule starts it, the quantile rule does not
     left = 1.2 * a.info["cost"]
     assert state(None).ask(budget_left=left).trial_id == a.trial_id
@@ -360,16 +355,16 @@ def test_linear_probing_head_only_epochs_do_not_count_as_the_trials_cost():
     head_only = linear_probing_epochs(10)
     assert head_only == 2
     qt.tell(StepResult(Step("lp", lp, head_only), records_from_scores([0.5, 0.6], [1.0, 1.0]), seconds=2.0))
-    i = qt._index["lp"]
-    assert qt._cost_per_epoch()[i] == pytest.approx(np.exp(qt._cost_prior[i]))
-    assert np.exp(qt._cost_prior[i]) != pytest.approx(1.0, rel=0.2)
+    i = qt.pool.index["lp"]
+    assert qt._cost_per_epoch()[i] == pytest.approx(np.exp(qt.pool.cost_prior[i]))
+    assert np.exp(qt.pool.cost_prior[i]) != pytest.approx(1.0, rel=0.2)
     # its first full-finetuning epoch is what its later epochs will cost
     qt.tell(StepResult(Step("lp", lp, 3), records_from_scores([0.7], [12.0], start_epoch=2), seconds=12.0))
     assert qt._cost_per_epoch()[i] == pytest.approx(12.0)
     # a config without linear probing is measured from its first epoch
     plain = lp.replace(linear_probing=False, lr=5e-4)
     qt.tell(StepResult(Step("plain", plain, 1), records_from_scores([0.5], [3.0]), seconds=3.0))
-    assert qt._cost_per_epoch()[qt._index["plain"]] == pytest.approx(3.0)
+    assert qt._cost_per_epoch()[qt.pool.index["plain"]] == pytest.approx(3.0)
 
 
 def test_noisy_scores_measure_improvement_against_the_best_posterior_mean():

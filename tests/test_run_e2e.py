@@ -185,11 +185,11 @@ def test_predict_round_trip_and_report(folder, tmp_path):
         assert f'src="{name}"' in html
         with Image.open(out / name) as im:
             assert im.size[0] > 200 and im.size[1] > 200
-    # predict on a non-image names the file
+    # predict on a non-image names the file (exit 1: an input was unreadable)
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     res = CliRunner().invoke(app, ["predict", str(out), str(bad)])
-    assert res.exit_code == 2 and "notes.png" in res.output
+    assert res.exit_code == 1 and "notes.png" in res.output
 
 
 def test_resume_with_other_settings_is_refused(folder, tmp_path):

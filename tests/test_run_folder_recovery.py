@@ -105,3 +105,29 @@ def test_killed_session_is_charged_up_to_its_last_heartbeat(tmp_path):
     assert added > 1.5
     assert killed - start - 0.5 < charged <= killed - start
     assert Journal(journal).fold_heartbeat() == 0.0  # folded once
+
+
+def test_start_up_seconds_before_the_start_event_are_charged(tmp_path):
+    """Each session's ``setup`` (process start-up, data loading) counts in the budget."""
+    j = Journal(tmp_path / "journal.jsonl")
+    with open(j.path, "w") as fh:
+        for e in ({"event": "start", "t": 100.0, "setup": 4.0},
+                  {"event": "note", "t": 110.0},
+                  {"event": "start", "t": 500.0, "setup": 3.0},
+                  {"event": "end", "t": 502.0}):
+            fh.write(json.dumps(e) + "\n")
+    assert replay(j).elapsed == (4.0 + 10.0) + (3.0 + 2.0)
+
+
+def test_cli_charges_from_its_process_start(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=10, size=24)
+    out = tmp_path / "run"
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "hubtune.cli", *args(data, out, epochs="1")],
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    wall = time.time() - t0
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    start = Journal(out / "journal.jsonl").events("start")[0]
+    assert start["setup"] > 0.2  # at least the imports of torch and timm
+    charged = replay(Journal(out / "journal.jsonl")).elapsed
+    assert wall - 3.0 < charged + 3.0 and charged <= wall

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hubtune.surrogate.features import FeatureBuilder
+from hubtune.surrogate.features import curve_rows
 from hubtune.surrogate.metatrain import MetaTrainSettings, metatrain
 from hubtune.surrogate.model import Surrogate, SurrogateError
 from qt_helpers import TEST, TRAIN, describe, meta, needs_shared
@@ -24,8 +24,7 @@ def small_surrogate() -> Surrogate:
 
 def _rows(sur: Surrogate, runs, idx, prefix_len, target):
     static = sur.features.static_rows([runs.configs[i] for i in idx], {}, runs.meta_features)
-    dyn = np.stack([FeatureBuilder.dynamic_row(runs.scores[i, :prefix_len], target) for i in idx])
-    return np.concatenate([static, dyn], axis=1)
+    return curve_rows(static, runs.scores[idx], np.full(len(idx), prefix_len), np.full(len(idx), target))
 
 
 @needs_shared

@@ -2,8 +2,13 @@
 
 The public API, importable from here (heavy modules load on first use)::
 
-    from hubtune import HubTuner
+    from hubtune import HubTuner, load, SearchResult
     result = HubTuner(hub="offline", budget="10m", out="runs/x").fit("fashion-mnist:1000")
+    result = load("runs/x")            # later: the same run's result (finished or interrupted)
+    result.predict(["photo.jpg"])      # classify with its exported model
+    result.leaderboard()               # one row per trial
+
+See docs/api.md.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported lazily: `import hubtune` stays cheap)
 _LAZY = {
     "HubTuner": "hubtune.tuner.hubtuner",
-    "SearchResult": "hubtune.tuner.hubtuner",
+    "SearchResult": "hubtune.tuner.results",
+    "load": "hubtune.tuner.results",
     "RunSettings": "hubtune.tuner.hubtuner",
     "RunError": "hubtune.core.errors",
     "SearchSpace": "hubtune.space.searchspace",

@@ -32,14 +32,17 @@ def _register_commands() -> None:
     # Each command module adds its own command(s) to the app.
     from hubtune.commands import bench as bench_cmd
     from hubtune.commands import demo as demo_cmd
+    from hubtune.commands import export as export_cmd
     from hubtune.commands import finetune as finetune_cmd
     from hubtune.commands import hub as hub_cmd
     from hubtune.commands import metadata as metadata_cmd
     from hubtune.commands import metatrain as metatrain_cmd
+    from hubtune.commands import predict as predict_cmd
     from hubtune.commands import run as run_cmd
     from hubtune.commands import space as space_cmd
 
     run_cmd.register(app)
+    predict_cmd.register(app)
     space_cmd.register(app)
     bench_cmd.register(app)
     metadata_cmd.register(app)
@@ -47,13 +50,22 @@ def _register_commands() -> None:
     demo_cmd.register(app)
     hub_cmd.register(app)
     metatrain_cmd.register(app)
+    export_cmd.register(app)
 
 
 _register_commands()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (``hubtune``, ``python -m hubtune.cli``).
+
+    Here the process is the command, so ``hubtune run`` charges its budget from the
+    process start (interpreter start-up and imports included); an ``app`` invoked
+    inside another program (tests, notebooks) charges from the command's own start.
+    """
+    from hubtune.core import process
+
+    process.mark_command_process()
     app()
 
 

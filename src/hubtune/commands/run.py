@@ -1,4 +1,4 @@
-"""``hubtune run``, ``hubtune predict`` and ``hubtune report``: the end-to-end search and its outputs."""
+"""``hubtune run`` and ``hubtune report``: the end-to-end search and its outputs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _fail(message: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``run``, ``predict`` and ``report`` to ``app``."""
+    """Add ``run`` and ``report`` to ``app`` (``predict`` lives in :mod:`hubtune.commands.predict`)."""
 
     @app.command("run")
     def run(
@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
         space: Path | None = typer.Option(None, help="Search-space JSON (fixed values, choices)."),
         max_epochs: int = typer.Option(10, help="Epochs a candidate may reach (schedules span them)."),
         seed: int = typer.Option(0, help="Seed of the search, the data split and every trial."),
-        device: str = typer.Option("cpu", help="cpu or cuda."),
+        device: str = typer.Option("cpu", help="cpu, cuda (or cuda:N), mps, or auto (cuda "
+                                   "if available, else mps, else cpu)."),
         image_size: int | None = typer.Option(None, help="Training resolution (default 64 on CPU, "
                                               "the models' own on CUDA)."),
         subset: int | None = typer.Option(None, help="Use a stratified subset of N training images."),
@@ -52,11 +53,18 @@ def register(app: typer.Typer) -> None:
                                               "of the shipped one (default: the shipped "
                                               "surrogate; for offline-hub models its "
                                               "offline-specialised version)."),
+        metric: str = typer.Option("top1", help="Validation score the search optimizes and "
+                                   "the export ranks by: top1 (accuracy), balanced_accuracy "
+                                   "(mean per-class recall) or macro_f1. best/metrics.json "
+                                   "reports all three."),
         ray_address: str | None = typer.Option(None, help="Join a running Ray cluster (auto or "
                                                "HOST:PORT) instead of starting a local one; "
                                                "--out must be on a filesystem all nodes share."),
     ) -> None:
         """Search which model to finetune and how, within a time budget; export the best model."""
+        from hubtune.core.process import command_started
+
+        started = command_started()  # as a command of its own: from the process start
         from hubtune.core.units import DurationError, QuotaError
         from hubtune.data import DataError
         from hubtune.hub import HubError
@@ -79,12 +87,13 @@ def register(app: typer.Typer) -> None:
                     _fail(f"search-space file {space} is not valid JSON: {exc}")
             tuner = HubTuner(
                 budget=budget, out=out, hub=hub,
-                models=[m for m in models.split(",") if m] if models else None,
+                models=[m.strip() for m in models.split(",") if m.strip()] if models is not None else None,
                 space=space_dict, max_epochs=max_epochs, seed=seed, device=device,
                 image_size=image_size, subset=subset, optimizer=optimizer, quota=quota,
                 final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
                 workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
-                ray_address=ray_address, surrogate=surrogate, on_event=display,
+                ray_address=ray_address, surrogate=surrogate, metric=metric, on_event=display,
+                started=started,
             )
             result = tuner.fit(data)
         except (DataError, HubError, ConfigError, RunError, DurationError, QuotaError,
@@ -100,30 +109,17 @@ def register(app: typer.Typer) -> None:
             typer.echo(result.summary())
             typer.echo(f"report: {out / 'report.html'}")
         else:
-            typer.echo(json.dumps({"event": "result", "best_dir": str(result.best_dir),
-                                   "model": result.model, "val": result.val_score,
-                                   "test": result.test_score, "elapsed": result.elapsed}))
-
-    @app.command("predict")
-    def predict(
-        run_dir: Path = typer.Argument(..., help="A run folder (uses its best/) or a best/ folder."),
-        images: list[Path] = typer.Argument(..., help="Image files to classify."),
-        top: int = typer.Option(1, help="Show the top-k classes."),
-        device: str = typer.Option("cpu", help="cpu or cuda."),
-    ) -> None:
-        """Classify images with a run's exported model."""
-        from hubtune.hub import HubError
-        from hubtune.tuner.export import ExportError, Predictor
-
-        best = run_dir / "best" if (run_dir / "best").is_dir() else run_dir
-        try:
-            predictor = Predictor(best, device=device)
-            preds = predictor.predict(list(images), top_k=top)
-        except (ExportError, HubError) as exc:
-            _fail(str(exc))
-        for p in preds:
-            extra = ", ".join(f"{lbl} {prob:.3f}" for lbl, prob in p.top[1:])
-            typer.echo(f"{p.path}\t{p.label}\t{p.probability:.3f}" + (f"\t({extra})" if extra else ""))
+            typer.echo(json.dumps({"event": "result",
+                                   "best_dir": None if result.best_dir is None else str(result.best_dir),
+                                   "model": result.model, "metric": result.metric,
+                                   "val": result.val_score,
+                                   "test": result.test_score, "elapsed": result.elapsed,
+                                   "near_chance": result.near_chance,
+                                   "no_model_reason": result.no_model_reason}))
+        if result.best_dir is None:
+            typer.secho(f"error: no model was exported: {result.no_model_reason}",
+                        fg="red", err=True)
+            raise typer.Exit(1)
 
     @app.command("report")
     def report(run_dir: Path = typer.Argument(..., help="A run folder.")) -> None:

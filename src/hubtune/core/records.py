@@ -19,8 +19,10 @@ trial cannot go further (its recorded curve ends, or it hit ``max_epochs``).
 class EpochRecord:
     """What one finished epoch of one trial produced.
 
-    ``score`` is validation top-1 accuracy as a fraction in [0, 1] (higher is
-    better); seconds are wall-clock on the machine that ran the epoch.
+    ``score`` is the validation score as a fraction in [0, 1] (higher is
+    better): top-1 accuracy, or the run's ``--metric``; ``val_metrics`` holds every
+    validation metric the real trainer computed (``top1``, ``balanced_accuracy``,
+    ``macro_f1``). Seconds are wall-clock on the machine that ran the epoch.
     """
 
     epoch: int
@@ -31,6 +33,7 @@ class EpochRecord:
     train_loss: float | None = None
     val_loss: float | None = None
     top5: float | None = None
+    val_metrics: dict[str, float] | None = None
     lr: float | None = None
     peak_memory_mb: float | None = None
     batch_size: int | None = None

@@ -8,6 +8,10 @@ optimizer cannot tell them apart: ``ended`` once a trial stands at
 non-finite loss, ``failed`` when the trial cannot be built or trained (the
 reason names the error; the search goes on).
 
+Each record's ``score`` is the validation metric the search optimizes
+(``metric``: ``top1`` by default, ``balanced_accuracy`` or ``macro_f1``, see
+:mod:`hubtune.finetune.metrics`); the record's ``val_metrics`` keeps all three.
+
 Example:
     >>> ev = TrainerEvaluator(data, root="runs/search", max_epochs=10)  # doctest: +SKIP
     >>> result = ev.advance(Step("t1", cfg, to_epoch=1))  # doctest: +SKIP
@@ -15,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -22,7 +27,9 @@ from typing import Any
 
 import torch
 
+from hubtune.core.records import EpochRecord
 from hubtune.finetune.engine import TrainerError, advance, read_records
+from hubtune.finetune.metrics import METRICS
 from hubtune.protocol.steps import Step, StepResult
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,199}$")
@@ -40,6 +47,8 @@ class TrainerEvaluator:
         num_threads: torch CPU threads while training.
         pretrained: start from pretrained weights.
         weights_paths: optional local weights file per model name.
+        metric: the validation score reported as each record's ``score``
+            (one of :data:`hubtune.finetune.metrics.METRICS`).
     """
 
     def __init__(
@@ -52,9 +61,13 @@ class TrainerEvaluator:
         num_threads: int | None = None,
         pretrained: bool = True,
         weights_paths: dict[str, str | Path] | None = None,
+        metric: str = "top1",
     ) -> None:
         if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
             raise TrainerError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+        if metric not in METRICS:
+            raise TrainerError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        self.metric = metric
         self.data = data
         self.root = Path(root)
         self.max_epochs = max_epochs
@@ -111,6 +124,11 @@ class TrainerEvaluator:
             # the caller drops epochs it has seen (``hubtune run`` does).
             records = [r for r in read_records(self.trial_dir(step.trial_id))
                        if r.epoch <= target]
+        try:
+            records = [self._scored(r) for r in records]
+        except TrainerError as exc:
+            return StepResult(step=step, records=[], status="failed", reason=str(exc),
+                              seconds=time.perf_counter() - start)
         if status == "ok" and result.epoch >= self.max_epochs:
             status = "ended"
             if step.to_epoch > self.max_epochs:
@@ -122,3 +140,13 @@ class TrainerEvaluator:
             reason=reason,
             seconds=time.perf_counter() - start,
         )
+
+    def _scored(self, record: EpochRecord) -> EpochRecord:
+        """``record`` with ``score`` set to this evaluator's metric."""
+        if self.metric == "top1":
+            return record
+        value = (record.val_metrics or {}).get(self.metric)
+        if value is None:
+            raise TrainerError(f"epoch {record.epoch} was evaluated without {self.metric} "
+                               f"(a checkpoint from an older hubtune?)")
+        return dataclasses.replace(record, score=float(value))

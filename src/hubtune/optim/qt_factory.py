@@ -126,22 +126,3 @@ def make_quicktune(
         settings=settings,
     )
 
-
-def make_qt_no_meta(ctx: TaskContext) -> QuickTune:
-    """Ablation: no meta-training."""
-    return make_quicktune(ctx, "no_meta")
-
-
-def make_qt_no_cost(ctx: TaskContext) -> QuickTune:
-    """Ablation: cost-unaware acquisition."""
-    return make_quicktune(ctx, "no_cost")
-
-
-def make_qt_blackbox(ctx: TaskContext) -> QuickTune:
-    """Ablation: full curves only (no freeze-thaw)."""
-    return make_quicktune(ctx, "blackbox")
-
-
-def make_qt_onehot(ctx: TaskContext) -> QuickTune:
-    """Ablation: model one-hot instead of hub descriptors."""
-    return make_quicktune(ctx, "onehot")

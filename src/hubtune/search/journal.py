@@ -7,7 +7,9 @@ from its trial's last checkpoint.
 
 Each line is one event: ``{"event": "...", "t": <unix time>, ...}``. Events:
 
-- ``start``: a session began (``settings``; ``resumed`` is true on resume).
+- ``start``: a session began (``settings``; ``resumed`` is true on resume; ``setup``:
+  the seconds the session spent before this event, start-up and data loading,
+  charged to the budget).
 - ``ask``: the optimizer proposed a step (``step`` with trial id, config, epoch, info).
 - ``result``: a step finished (``step``, ``status``, ``reason``, ``records``, ``seconds``).
 - ``note``: anything worth keeping (evicted checkpoints, retries).
@@ -203,6 +205,7 @@ def replay(journal: Journal) -> Replay:
             if session_start is not None and last_t is not None:
                 elapsed += last_t - session_start
             session_start = t
+            elapsed += float(e.get("setup") or 0.0)  # start-up before the start event
             settings = settings or e.get("settings")
             ended = False
         elif kind == "ask":

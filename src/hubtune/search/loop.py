@@ -494,8 +494,11 @@ class SearchLoop:
         if not self._clock_fixed:
             self._t0 = self.clock.now()
         self._update_reserve()
+        # ``setup``: this session's seconds before its start event (process start-up,
+        # data loading), which the budget charges too (replay adds it back).
         entry = self.journal.append("start", settings=self.settings, resumed=resumed,
-                                    workers=self.executor.slots)
+                                    workers=self.executor.slots,
+                                    setup=round(max(0.0, self.clock.now() - self._t0), 3))
         self.journal.start_heartbeat(entry["t"])
         for msg in self.recovered:
             self.journal.append("note", what="recovered", message=msg)

@@ -34,19 +34,23 @@ import numpy as np
 
 from hubtune.hub.descriptor import ModelDescriptor
 from hubtune.surrogate.cache import surrogate_for
-from hubtune.surrogate.features import FeatureBuilder
+from hubtune.surrogate.features import curve_rows
 from hubtune.surrogate.metatrain import MetaTrainSettings
 from hubtune.surrogate.model import Surrogate
 
 
 def _rows(sur: Surrogate, runs: Any, idx: np.ndarray, prefix: np.ndarray, target: np.ndarray,
           describe: Callable[[str], ModelDescriptor | None]) -> np.ndarray:
+    """Rows asking for epoch ``target[j]`` of run ``idx[j]`` after its first ``prefix[j]`` epochs.
+
+    Built by :func:`~hubtune.surrogate.features.curve_rows` exactly as the
+    optimizer builds them online (the runs' ``schedule_epochs`` honoured).
+    """
     configs = [runs.configs[i] for i in idx]
     descs = {c.model: describe(c.model) for c in configs}
     static = sur.features.static_rows(configs, descs, runs.meta_features)
-    dyn = np.stack([FeatureBuilder.dynamic_row(runs.scores[i, :p], t)
-                    for i, p, t in zip(idx, prefix, target, strict=True)])
-    return np.concatenate([static, dyn], axis=1)
+    return curve_rows(static, np.asarray(runs.scores)[np.asarray(idx, dtype=np.int64)], prefix, target,
+                      getattr(runs, "schedule_epochs", None))
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,16 +9,21 @@ dataset ``d`` at epoch ``t``, given its first ``p < t`` epochs scored
   ImageNet top-1, known flag) standardised, or a model one-hot (ablation),
 * dataset meta-features (log images, log classes, log resolution, channels),
   standardised,
-* fidelity: ``t / T``, ``log t / log T``, ``p / T``, ``(t - p) / T``,
+* fidelity: ``t / T``, ``log t / log T``, ``p / T``, ``(t - p) / T`` (epochs in
+  meta-dataset epochs, see :func:`epoch_scale`),
 * curve prefix: has-prefix flag, last, best, first, mean of the last 3
   scores, recent slope (all zero when ``p = 0``).
 
 Scalers are fitted on the meta-training data and stored with the surrogate.
+
+This module is the only place rows are put together: :func:`assemble_rows`
+(and :func:`curve_rows`, :func:`observed_rows` on top of it) serve the
+optimizer's observations and queries, meta-training episodes and held-out
+evaluation alike, so a row means the same thing in all three.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,34 +59,124 @@ class FeatureError(ValueError):
     """Raised on inconsistent feature inputs (unknown model under one-hot, bad epochs)."""
 
 
-def curve_features(prefix: Sequence[float]) -> np.ndarray:
-    """The six curve-prefix statistics of a (possibly empty) score prefix."""
-    out = np.zeros(N_CURVE, dtype=np.float32)
-    p = len(prefix)
-    if p == 0:
-        return out
-    s = np.asarray(prefix, dtype=np.float64)
-    back = min(3, p - 1)
-    out[0] = 1.0
-    out[1] = s[-1]
-    out[2] = s.max()
-    out[3] = s[0]
-    out[4] = s[-3:].mean()
-    out[5] = (s[-1] - s[-1 - back]) / back * 10.0 if back > 0 else 0.0
-    return out
+def epoch_scale(schedule_epochs: int | None) -> float:
+    """Meta-dataset epochs per epoch of a schedule spanning ``schedule_epochs`` (``None``: 1).
+
+    An epoch ``e`` of a run whose learning-rate schedule spans ``schedule_epochs``
+    is presented to the surrogate as epoch ``e * REFERENCE_EPOCHS / schedule_epochs``
+    (the same fraction of a 50-epoch schedule), and its curve slopes per such epoch.
+    """
+    if schedule_epochs is None:
+        return 1.0
+    if schedule_epochs < 1:
+        raise FeatureError(f"schedule_epochs must be >= 1, got {schedule_epochs}")
+    return REFERENCE_EPOCHS / float(schedule_epochs)
 
 
-def fidelity_features(prefix_len: int, target_epoch: int, ref_epochs: int = REFERENCE_EPOCHS) -> np.ndarray:
-    """The four fidelity features of predicting epoch ``target_epoch`` after ``prefix_len`` epochs."""
+def fidelity_block(prefix_len: Any, target_epoch: Any, schedule_epochs: int | None = None) -> np.ndarray:
+    """Fidelity features ``[n, N_FIDELITY]`` of predicting ``target_epoch`` after ``prefix_len`` epochs.
+
+    Vectorised over equally long 1-D ``prefix_len`` / ``target_epoch`` (recorded
+    epochs; scalars give one row). With epochs ``e = target * s`` and ``p = prefix * s``
+    in meta-dataset epochs (``s = epoch_scale(schedule_epochs)``) the features are
+    ``e / T``, ``log max(e, 1) / log T``, ``p / T``, ``(e - p) / T`` with
+    ``T = REFERENCE_EPOCHS``. The only place this formula is written.
+    """
+    scale = epoch_scale(schedule_epochs)
+    e = np.atleast_1d(np.asarray(target_epoch, dtype=np.float64)) * scale
+    p = np.atleast_1d(np.asarray(prefix_len, dtype=np.float64)) * scale
+    T = float(REFERENCE_EPOCHS)
+    log_t = np.log(T)
+    return np.stack([e / T, np.log(np.maximum(e, 1.0)) / log_t, p / T, (e - p) / T], axis=-1).astype(np.float32)
+
+
+def fidelity_features(prefix_len: float, target_epoch: float, schedule_epochs: int | None = None) -> np.ndarray:
+    """The four fidelity features of one query (checked: ``0 <= prefix_len < target_epoch``)."""
     if target_epoch < 1 or prefix_len < 0 or prefix_len >= target_epoch:
         raise FeatureError(
             f"need 0 <= prefix_len < target_epoch, got prefix_len={prefix_len}, target_epoch={target_epoch}"
         )
-    T = float(ref_epochs)
-    return np.array(
-        [target_epoch / T, math.log(target_epoch) / math.log(T), prefix_len / T, (target_epoch - prefix_len) / T],
-        dtype=np.float32,
-    )
+    return fidelity_block(prefix_len, target_epoch, schedule_epochs)[0]
+
+
+def curve_table(scores: np.ndarray, schedule_epochs: int | None = None) -> np.ndarray:
+    """Curve-prefix features of every prefix of every curve: ``[n, E + 1, N_CURVE]``.
+
+    ``scores`` is ``[n, E]`` (or one curve ``[E]``, giving ``[E + 1, N_CURVE]``);
+    entry ``[i, p]`` describes curve ``i``'s first ``p`` scores: has-prefix flag,
+    last, best, first, mean of the last 3, and the recent slope (over the last
+    ``min(3, p - 1)`` epochs, times 10, per meta-dataset epoch; see
+    :func:`epoch_scale`). All zero for ``p = 0``. Non-finite scores count as 0,
+    as the optimizer records them. The only place the curve features are computed.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim == 1:
+        return curve_table(s[None, :], schedule_epochs)[0]
+    s = np.where(np.isfinite(s), s, 0.0)
+    n, E = s.shape
+    out = np.zeros((n, E + 1, N_CURVE), dtype=np.float32)
+    if E == 0:
+        return out
+    last = np.arange(E)  # index of the last score of prefix p = last + 1
+    back = np.minimum(3, last)
+    # mean of the last min(3, p) scores, summed left to right as np.mean does
+    window = np.minimum(3, last + 1)
+    a, b, c = s[:, last], s[:, np.maximum(last - 1, 0)], s[:, np.maximum(last - 2, 0)]
+    total = np.where(window == 1, a, np.where(window == 2, b + a, (c + b) + a))
+    slope = np.where(back > 0, (s[:, last] - s[:, last - back]) / np.maximum(back, 1) * 10.0, 0.0)
+    out[:, 1:, 0] = 1.0
+    out[:, 1:, 1] = s
+    out[:, 1:, 2] = np.maximum.accumulate(s, axis=1)
+    out[:, 1:, 3] = s[:, :1]
+    out[:, 1:, 4] = total / window
+    out[:, 1:, 5] = slope
+    out[..., 5] /= epoch_scale(schedule_epochs)
+    return out
+
+
+def curve_features(prefix: Sequence[float], schedule_epochs: int | None = None) -> np.ndarray:
+    """The six curve-prefix statistics of one (possibly empty) score prefix (see :func:`curve_table`)."""
+    return curve_table(np.asarray(prefix, dtype=np.float64).reshape(-1), schedule_epochs)[-1]
+
+
+def assemble_rows(static: np.ndarray, prefix_len: Any, target_epoch: Any, curve: np.ndarray,
+                  schedule_epochs: int | None = None) -> np.ndarray:
+    """Full surrogate rows ``[n, dim]``: static blocks, fidelity, curve features.
+
+    ``static`` is ``[n, static_dim]`` (:meth:`FeatureBuilder.static_rows`),
+    ``prefix_len`` / ``target_epoch`` ``[n]`` recorded epochs, ``curve``
+    ``[n, N_CURVE]`` (rows of :func:`curve_table` at each ``prefix_len``). Every
+    surrogate row (the optimizer's observations and queries, meta-training
+    episodes, held-out evaluation) is built here.
+    """
+    fid = fidelity_block(prefix_len, target_epoch, schedule_epochs)
+    static = np.asarray(static, dtype=np.float32).reshape(len(fid), -1)
+    return np.concatenate([static, fid, np.asarray(curve, dtype=np.float32).reshape(len(fid), N_CURVE)],
+                          axis=1).astype(np.float32)
+
+
+def curve_rows(static: np.ndarray, scores: np.ndarray, prefix_len: Any, target_epoch: Any,
+               schedule_epochs: int | None = None) -> np.ndarray:
+    """Rows for curves ``scores[i]`` (``[n, E]``, NaN-padded) queried at epoch ``target_epoch[i]``
+    after their first ``prefix_len[i]`` scores (static blocks ``static[i]``)."""
+    prefix = np.asarray(prefix_len, dtype=np.int64).reshape(-1)
+    table = curve_table(np.asarray(scores, dtype=np.float64).reshape(len(prefix), -1), schedule_epochs)
+    return assemble_rows(static, prefix, target_epoch, table[np.arange(len(prefix)), prefix], schedule_epochs)
+
+
+def observed_rows(static_row: np.ndarray, scores: Sequence[float],
+                  schedule_epochs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One trial's observation rows and its curve-feature table.
+
+    Row ``e - 1`` asks for epoch ``e`` after the first ``e - 1`` scores, for
+    ``e = 1..len(scores)``; the table is :func:`curve_table` of ``scores``
+    (its last row describes the whole curve, the prefix of the trial's next step).
+    """
+    table = curve_table(np.asarray(scores, dtype=np.float64).reshape(-1), schedule_epochs)
+    n = len(table) - 1
+    epochs = np.arange(1, n + 1)
+    static = np.broadcast_to(np.asarray(static_row, dtype=np.float32), (n, len(static_row)))
+    return assemble_rows(static, epochs - 1, epochs, table[:n], schedule_epochs), table
 
 
 class FeatureBuilder:
@@ -172,11 +267,6 @@ class FeatureBuilder:
         mb = np.stack(mrows) if mrows else np.zeros((0, self.model_dim), dtype=np.float32)
         meta_b = np.repeat(self.meta_block(meta)[None, :], len(configs), axis=0)
         return np.concatenate([enc, mb, meta_b], axis=1).astype(np.float32)
-
-    @staticmethod
-    def dynamic_row(prefix: Sequence[float], target_epoch: int, ref_epochs: int = REFERENCE_EPOCHS) -> np.ndarray:
-        """Fidelity + curve blocks for one query."""
-        return np.concatenate([fidelity_features(len(prefix), target_epoch, ref_epochs), curve_features(prefix)])
 
     # ---------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:

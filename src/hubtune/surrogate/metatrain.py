@@ -25,7 +25,7 @@ from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.hub.descriptor import ModelDescriptor
 from hubtune.space.config import Config
 from hubtune.surrogate.cost import CostModel
-from hubtune.surrogate.features import N_CURVE, REFERENCE_EPOCHS, FeatureBuilder, curve_features
+from hubtune.surrogate.features import FeatureBuilder, assemble_rows, curve_table, epoch_scale
 from hubtune.surrogate.model import Surrogate
 
 
@@ -69,7 +69,12 @@ class _Prepared:
     scores: np.ndarray  # [n_runs, E] fraction, NaN after end
     lengths: np.ndarray  # [n_runs]
     curve: np.ndarray  # [n_runs, E + 1, N_CURVE]: curve features of each prefix length
-    epoch_scale: float = 1.0  # meta-dataset epochs per recorded epoch (50 / schedule_epochs)
+    schedule_epochs: int | None = None  # the runs' schedule length (None: the meta-dataset's 50)
+
+    @property
+    def epoch_scale(self) -> float:
+        """Meta-dataset epochs per recorded epoch (50 / schedule_epochs)."""
+        return epoch_scale(self.schedule_epochs)
 
 
 def _lengths(scores: np.ndarray) -> np.ndarray:
@@ -86,19 +91,11 @@ def _prepare(name: str, runs: _Runs, fb: FeatureBuilder, descriptors: dict[str, 
     scores, lengths = scores[keep], lengths[keep]
     configs = [c for c, k in zip(runs.configs, keep, strict=True) if k]
     static = fb.static_rows(configs, descriptors, runs.meta_features)
-    E = scores.shape[1]
-    curve = np.zeros((len(scores), E + 1, N_CURVE), dtype=np.float32)
-    for i in range(len(scores)):
-        s = scores[i, : lengths[i]]
-        s = np.where(np.isfinite(s), s, 0.0)
-        for p in range(1, lengths[i] + 1):
-            curve[i, p] = curve_features(s[:p])
     # Runs whose schedules spanned another length are presented as the same fraction of
     # a 50-epoch schedule, exactly as QuickTune presents hubtune run's epochs
-    # (QuickTuneSettings.schedule_epochs): fidelity in scaled epochs, slope per scaled epoch.
-    scale = 1.0 if runs.schedule_epochs is None else REFERENCE_EPOCHS / float(runs.schedule_epochs)
-    curve[..., 5] /= scale
-    return _Prepared(name, static, np.nan_to_num(scores, nan=0.0), lengths, curve, scale)
+    # (QuickTuneSettings.schedule_epochs): features.curve_table / assemble_rows scale them.
+    curve = curve_table(scores, runs.schedule_epochs)
+    return _Prepared(name, static, np.nan_to_num(scores, nan=0.0), lengths, curve, runs.schedule_epochs)
 
 
 def _episode(rng: np.random.Generator, data: _Prepared, s: MetaTrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,11 +107,7 @@ def _episode(rng: np.random.Generator, data: _Prepared, s: MetaTrainSettings) ->
     u = rng.random(len(runs))
     p = np.where(u < 0.35, t - 1, np.where(u < 0.6, 0, np.floor(rng.random(len(runs)) * t).astype(np.int64)))
     p = np.minimum(p, t - 1).astype(np.int64)
-    T = float(REFERENCE_EPOCHS)
-    te, pe = t * data.epoch_scale, p * data.epoch_scale
-    fid = np.stack([te / T, np.log(np.maximum(te, 1.0)) / np.log(T), pe / T, (te - pe) / T],
-                   axis=1).astype(np.float32)
-    x = np.concatenate([data.static[runs], fid, data.curve[runs, p]], axis=1)
+    x = assemble_rows(data.static[runs], p, t, data.curve[runs, p], data.schedule_epochs)
     y = data.scores[runs, t - 1]
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
 
@@ -149,6 +142,61 @@ def metatrain(
     """
     s = settings or MetaTrainSettings()
     names = list(metadata.datasets)
+    cost_names = _check_arguments(names, init, cost, cost_datasets)
+    t0 = time.time()
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    runs = {n: metadata[n] for n in names}
+    models = sorted({c.model for r in runs.values() for c in r.configs})
+    descriptors = {m: describe(m) for m in models}
+    fb = _feature_builder(runs, descriptors, models, s, init)
+    n_val = min(s.val_datasets, len(names) - 1)
+    val_names = sorted(rng.choice(names, size=n_val, replace=False).tolist()) if n_val else []
+    train_names = [n for n in names if n not in val_names]
+    prepared = {n: _prepare(n, runs[n], fb, descriptors) for n in names}
+    if cost == "keep":
+        assert init is not None
+        cost_model = copy.deepcopy(init.cost)
+    else:
+        cost_model = _fit_cost_model(runs, cost_names, descriptors)
+
+    if init is not None:
+        sur = Surrogate(fb, cost_model, hidden=init.hidden, emb=init.emb, residual_mean=init.residual_mean)
+        sur.gp.load_state_dict(copy.deepcopy(init.gp.state_dict()))
+    else:
+        sur = Surrogate(fb, cost_model, hidden=s.hidden, emb=s.emb, residual_mean=s.residual_mean)
+        sur.likelihood.noise = 1e-3
+        sur.gp.covar.outputscale = 0.05
+    val_rng = np.random.default_rng(seed + 1)
+    val_batches = [_episode(val_rng, prepared[n], s) for n in val_names for _ in range(6)]
+    best_val, best_step, history = _train(sur, s, rng, [prepared[n] for n in train_names], val_batches,
+                                          init is not None, log)
+    sur.record = {
+        "seed": seed,
+        "datasets": names,
+        "train_datasets": train_names,
+        "val_datasets": val_names,
+        "models": models,
+        "settings": s.__dict__,
+        "best_step": best_step,
+        "best_val_loss": best_val if val_batches else None,
+        "history": history,
+        "cost_residual_std": cost_model.residual_std,
+        "cost": cost,
+        "cost_datasets": cost_names,
+        "seconds": round(time.time() - t0, 2),
+    }
+    if init is not None:
+        sur.record["continued_from"] = {
+            k: init.record.get(k) for k in ("command", "datasets", "seed", "best_step", "continued_from")
+            if k in init.record
+        }
+    return sur
+
+
+def _check_arguments(names: list[str], init: Surrogate | None, cost: str,
+                     cost_datasets: Sequence[str] | None) -> list[str]:
+    """Validate :func:`metatrain`'s arguments; the names of the cost model's datasets."""
     if init is None and len(names) < 2:
         raise MetaTrainError(f"meta-training needs at least 2 datasets, got {len(names)}")
     if not names:
@@ -161,66 +209,58 @@ def metatrain(
     unknown = [n for n in cost_names if n not in names]
     if unknown or not cost_names:
         raise MetaTrainError(f"cost_datasets must name datasets of the meta-dataset; unknown: {unknown or 'none given'}")
-    t0 = time.time()
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    runs = {n: metadata[n] for n in names}
-    models = sorted({c.model for r in runs.values() for c in r.configs})
-    descriptors = {m: describe(m) for m in models}
+    return cost_names
+
+
+def _feature_builder(runs: dict[str, Any], descriptors: dict[str, ModelDescriptor | None], models: list[str],
+                     s: MetaTrainSettings, init: Surrogate | None) -> FeatureBuilder:
+    """``init``'s feature builder (its network learned on features scaled that way), or a
+    new one whose scalers are fitted on these runs' descriptors and meta-features."""
     if init is not None:
-        # keep the scalers: the network's weights were learned on features scaled this way
-        fb = FeatureBuilder.from_dict(init.features.to_dict())
-    else:
-        fb = FeatureBuilder(model_encoding=s.model_encoding, models=models)
-        desc_rows = np.array([d.feature_vector() for d in descriptors.values() if d is not None] or [[0.0] * 5])
-        meta_rows = np.array(
-            [runs[n].meta_features.vector() for n in names if runs[n].meta_features is not None] or [[0.0] * 4]
-        )
-        fb.fit_scalers(desc_rows, meta_rows)
+        return FeatureBuilder.from_dict(init.features.to_dict())
+    fb = FeatureBuilder(model_encoding=s.model_encoding, models=models)
+    desc_rows = np.array([d.feature_vector() for d in descriptors.values() if d is not None] or [[0.0] * 5])
+    meta_rows = np.array(
+        [r.meta_features.vector() for r in runs.values() if r.meta_features is not None] or [[0.0] * 4]
+    )
+    fb.fit_scalers(desc_rows, meta_rows)
+    return fb
 
-    n_val = min(s.val_datasets, len(names) - 1)
-    val_names = sorted(rng.choice(names, size=n_val, replace=False).tolist()) if n_val else []
-    train_names = [n for n in names if n not in val_names]
-    prepared = {n: _prepare(n, runs[n], fb, descriptors) for n in names}
 
-    # cost model on the runs of the cost datasets (all by default)
+def _fit_cost_model(runs: dict[str, Any], cost_names: list[str],
+                    descriptors: dict[str, ModelDescriptor | None]) -> CostModel:
+    """The cost model fitted on the per-epoch seconds of the runs of ``cost_names``."""
     cfgs, metas, secs = [], [], []
     for n in cost_names:
         r = runs[n]
         per_epoch = np.nanmean(np.where(np.isfinite(r.seconds), r.seconds, np.nan), axis=1)
         lengths = _lengths(np.asarray(r.scores, dtype=np.float64))
-        for c, sec, n in zip(r.configs, per_epoch, lengths, strict=True):
+        for c, sec, length in zip(r.configs, per_epoch, lengths, strict=True):
             # a run that stopped after its first epoch mostly crashed early: its
             # seconds are not an epoch's cost, so the cost model learns from the rest
-            if n >= 2 and np.isfinite(sec) and sec > 0:
+            if length >= 2 and np.isfinite(sec) and sec > 0:
                 cfgs.append(c)
                 metas.append(r.meta_features)
                 secs.append(float(sec))
-    if cost == "keep":
-        assert init is not None
-        cost_model = copy.deepcopy(init.cost)
-    elif not cfgs:
+    if not cfgs:
         raise MetaTrainError("no run with at least 2 recorded epochs to fit the cost model on")
-    else:
-        cost_model = CostModel().fit(cfgs, descriptors, metas, secs)
+    return CostModel().fit(cfgs, descriptors, metas, secs)
 
-    if init is not None:
-        sur = Surrogate(fb, cost_model, hidden=init.hidden, emb=init.emb, residual_mean=init.residual_mean)
-        sur.gp.load_state_dict(copy.deepcopy(init.gp.state_dict()))
-    else:
-        sur = Surrogate(fb, cost_model, hidden=s.hidden, emb=s.emb, residual_mean=s.residual_mean)
+
+def _train(sur: Surrogate, s: MetaTrainSettings, rng: np.random.Generator, train: list[_Prepared],
+           val_batches: list[tuple[torch.Tensor, torch.Tensor]], continued: bool,
+           log: Callable[[str], None] | None) -> tuple[float, int, list[dict[str, float]]]:
+    """Maximise the episodes' marginal likelihood; keep the best held-out checkpoint.
+
+    Leaves ``sur`` in eval mode with the best weights; returns (best held-out
+    loss, its step, history). With ``continued``, the starting weights compete.
+    """
     gp, lik = sur.gp, sur.likelihood
-    if init is None:
-        lik.noise = 1e-3
-        gp.covar.outputscale = 0.05
     gp.train()
     lik.train()
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, gp)
     opt = torch.optim.Adam(gp.parameters(), lr=s.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.steps, eta_min=s.lr * 0.05)
-
-    val_rng = np.random.default_rng(seed + 1)
-    val_batches = [_episode(val_rng, prepared[n], s) for n in val_names for _ in range(6)]
 
     def val_loss() -> float:
         if not val_batches:
@@ -234,7 +274,7 @@ def metatrain(
 
     best = (float("inf"), copy.deepcopy(gp.state_dict()), 0)
     history: list[dict[str, float]] = []
-    if init is not None and val_batches:
+    if continued and val_batches:
         # the starting point competes: continuing must beat it on the held-out datasets
         vl0 = val_loss()
         history.append({"step": 0, "train_loss": float("nan"), "val_loss": vl0})
@@ -244,8 +284,7 @@ def metatrain(
     run_loss = 0.0
     with gpytorch.settings.max_cholesky_size(4096):
         for step in range(1, s.steps + 1):
-            name = train_names[int(rng.integers(len(train_names)))]
-            x, y = _episode(rng, prepared[name], s)
+            x, y = _episode(rng, train[int(rng.integers(len(train)))], s)
             gp.set_train_data(x, y, strict=False)
             loss = -mll(gp(x), y)
             if s.mean_loss_weight:
@@ -267,27 +306,7 @@ def metatrain(
     gp.load_state_dict(best[1])
     gp.train(False)
     lik.train(False)
-    sur.record = {
-        "seed": seed,
-        "datasets": names,
-        "train_datasets": train_names,
-        "val_datasets": val_names,
-        "models": models,
-        "settings": s.__dict__,
-        "best_step": best[2],
-        "best_val_loss": best[0] if val_batches else None,
-        "history": history,
-        "cost_residual_std": cost_model.residual_std,
-        "cost": cost,
-        "cost_datasets": cost_names,
-        "seconds": round(time.time() - t0, 2),
-    }
-    if init is not None:
-        sur.record["continued_from"] = {
-            k: init.record.get(k) for k in ("command", "datasets", "seed", "best_step", "continued_from")
-            if k in init.record
-        }
-    return sur
+    return best[0], best[2], history
 
 
 SPECIALISE_SETTINGS = {"steps": 300, "lr": 5e-4, "eval_every": 25, "val_datasets": 1}

@@ -145,6 +145,37 @@ class Surrogate:
         var = (prior_var.double() - (v * v).sum(0)).clamp_min(1e-10)
         return mean.numpy(), var.sqrt().numpy()
 
+    def refit(self, x: np.ndarray, y: np.ndarray, steps: int, lr: float, seed: int) -> Surrogate:
+        """A copy of this surrogate fitted to one task's observations.
+
+        The network and GP hyperparameters start from this surrogate's weights
+        and take ``steps`` Adam steps (learning rate ``lr``) on the exact
+        marginal likelihood of rows ``x`` with scores ``y``; ``seed`` seeds
+        torch, so the copy is a pure function of the inputs. This surrogate is
+        left untouched.
+        """
+        import copy
+
+        sur = copy.deepcopy(self)
+        gp, lik = sur.gp, sur.likelihood
+        xt = torch.as_tensor(x, dtype=torch.float32)
+        yt = torch.as_tensor(y, dtype=torch.float32)
+        torch.manual_seed(seed)
+        gp.train()
+        lik.train()
+        gp.set_train_data(xt, yt, strict=False)
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, gp)
+        opt = torch.optim.Adam(gp.parameters(), lr=lr)
+        with gpytorch.settings.max_cholesky_size(4096):
+            for _ in range(steps):
+                opt.zero_grad()
+                loss = -mll(gp(xt), yt)
+                loss.backward()
+                opt.step()
+        gp.eval()
+        lik.eval()
+        return sur
+
     @torch.no_grad()
     def prior_mean(self, x: np.ndarray) -> np.ndarray:
         """The meta-learned zero-shot prediction (GP prior mean) for each row."""

@@ -147,6 +147,8 @@ class SearchDisplay:
         elif event == "final":
             self._emit(f"continuing the incumbent {payload['trial_id']} to epoch "
                        f"{payload['to_epoch']} (--final-epochs)")
+        elif event == "notice":  # a one-line message for the user (e.g. a broken checkpoint)
+            self._emit(str(payload["message"]))
         elif event == "end":
             self._emit(f"search ended ({payload['why']}) after {self.elapsed:.0f}s "
                        f"of {self.budget:.0f}s")

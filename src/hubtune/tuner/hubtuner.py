@@ -18,12 +18,14 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from hubtune.core.errors import RunError
 from hubtune.protocol.steps import Step, StepResult
+from hubtune.tuner.outcome import chance_level, near_chance, no_model_reason
+from hubtune.tuner.results import SearchResult  # re-exported: its home was here
 
 DEFAULT_CPU_IMAGE_SIZE = 64
 
@@ -51,6 +53,7 @@ class RunSettings:
     gpus: list[int] | None = None
     gpus_per_trial: float | None = None
     ray_address: str | None = None
+    metric: str = "top1"
 
     # Settings that may change when resuming (budget can be extended; more workers added).
     RESUMABLE_CHANGES = ("budget", "quota", "final_epochs", "num_threads", "device",
@@ -64,40 +67,11 @@ class RunSettings:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-@dataclass
-class SearchResult:
-    """What a finished search hands over."""
-
-    out: Path
-    best_dir: Path | None
-    model: str | None
-    config: dict[str, Any] | None
-    val_score: float | None
-    test_score: float | None
-    elapsed: float
-    budget: float
-    steps: int
-    trials: int
-    why: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        """One paragraph for the terminal."""
-        def pct(v: float | None) -> str:
-            return "n/a" if v is None else f"{100 * v:.2f}%"
-
-        return (
-            f"best model {self.model} (val {pct(self.val_score)}, test {pct(self.test_score)}); "
-            f"{self.steps} steps over {self.trials} candidates in {self.elapsed:.0f}s of a "
-            f"{self.budget:.0f}s budget (ended: {self.why}); exported to {self.best_dir}"
-        )
-
-
 def resolve_models(models: Sequence[str] | None, hub: str | None) -> list[str]:
     """Model names from an explicit list or a named hub/pattern (offline by default)."""
     from hubtune.hub import get_descriptor, list_models
 
-    if models:
+    if models is not None:
         names = list(dict.fromkeys(models))
         for n in names:
             get_descriptor(n)  # raises HubError naming close matches
@@ -189,7 +163,10 @@ class HubTuner:
         budget: seconds or a duration string (``"30m"``); covers everything.
         out: the run folder (resumes when it exists).
         space: a :class:`~hubtune.space.SearchSpace` JSON dict restricting the space.
-        max_epochs, seed, device, image_size, subset, optimizer, quota, final_epochs,
+        device: ``"cpu"`` (default), ``"cuda"`` (``"cuda:N"``), ``"mps"``, or ``"auto"``
+            (CUDA if available, else Apple MPS, else CPU); a device this machine lacks
+            raises :class:`RunError`.
+        max_epochs, seed, image_size, subset, optimizer, quota, final_epochs,
         num_threads, pretrained: see ``hubtune run --help``.
         workers: steps run at once. 1 (default): in this process, without Ray; more:
             on Ray workers (see ``docs/parallel.md``).
@@ -197,10 +174,14 @@ class HubTuner:
         gpus_per_trial: GPU share of one worker (default 1 on CUDA; 0.5 packs two per GPU).
         ray_address: join this Ray cluster (``"auto"`` or ``"HOST:PORT"``) instead of
             starting a local Ray instance; ``out`` must then be on a shared filesystem.
+        metric: the validation score the search optimizes and export ranks by:
+            ``"top1"`` (accuracy), ``"balanced_accuracy"`` or ``"macro_f1"``.
         surrogate: a folder written by ``hubtune metatrain`` for surrogate-based
             optimizers; default: the shipped surrogate, or its offline-hub version
             when every model is from the offline hub.
         on_event: callback ``(event, payload)`` for progress display.
+        started: a ``time.monotonic()`` value from which the budget is charged
+            (default: when the tuner is created; ``hubtune run`` passes its process start).
     """
 
     def __init__(
@@ -226,19 +207,35 @@ class HubTuner:
         gpus_per_trial: float | None = None,
         ray_address: str | None = None,
         surrogate: str | Path | None = None,
+        metric: str = "top1",
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        started: float | None = None,
     ) -> None:
         from hubtune.core.units import parse_duration, parse_size
+        from hubtune.tuner.options import check_run_options
 
-        self._t0 = time.monotonic()
+        # The budget clock starts here, or earlier where the caller says so (the CLI:
+        # when its process started, so start-up is charged too).
+        self._t0 = time.monotonic() if started is None else min(started, time.monotonic())
         self.out = Path(out)
         self.on_event = on_event or (lambda _e, _p: None)
+        self._recovered_best: list[str] = []  # what recover_best did at the start of fit
         self._budget = parse_duration(budget)
         parse_size(quota)
-        if max_epochs < 1:
-            raise RunError(f"--max-epochs must be >= 1, got {max_epochs}")
-        if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-            raise RunError(f"--device must be cpu or cuda, got {device!r}")
+        check_run_options(dict(
+            max_epochs=max_epochs, seed=seed, final_epochs=final_epochs, num_threads=num_threads,
+            subset=subset, image_size=image_size, models=None if models is None else list(models),
+            space=space, optimizer=optimizer, pretrained=pretrained,
+        ))
+        from hubtune.finetune.metrics import METRICS
+
+        if metric not in METRICS:
+            raise RunError(f"--metric must be {', '.join(METRICS[:-1])} or {METRICS[-1]}, "
+                           f"got {metric!r}")
+        from hubtune.tuner.device import resolve_device
+
+        # auto -> cuda, mps or cpu; a cluster's driver may lack the GPUs its workers have
+        device = resolve_device(device, check_available=not ray_address)
         gpu_list = _check_parallel(workers, gpus, gpus_per_trial, ray_address, device)
         if surrogate is not None:
             from hubtune.surrogate.cache import load_default_surrogate
@@ -249,17 +246,12 @@ class HubTuner:
             except (SurrogateError, OSError, ValueError) as exc:
                 raise RunError(f"--surrogate {surrogate}: {exc}") from None
             surrogate = str(Path(surrogate).resolve())
-        if device.startswith("cuda") and not ray_address:  # a cluster's driver may lack a GPU
-            import torch
-
-            if not torch.cuda.is_available():
-                raise RunError("--device cuda was asked for, but no CUDA GPU is available")
         self._args = dict(
-            hub=hub, models=list(models) if models else None, space=space, max_epochs=max_epochs,
+            hub=hub, models=list(models) if models is not None else None, space=space, max_epochs=max_epochs,
             seed=seed, device=device, image_size=image_size, subset=subset, optimizer=optimizer,
             quota=quota, final_epochs=final_epochs, num_threads=num_threads,
             pretrained=pretrained, workers=workers, gpus=gpu_list, gpus_per_trial=gpus_per_trial,
-            ray_address=ray_address or None, surrogate=surrogate,
+            ray_address=ray_address or None, surrogate=surrogate, metric=metric,
         )
 
     # ------------------------------------------------------------ settings
@@ -284,7 +276,7 @@ class HubTuner:
             quota=a["quota"], final_epochs=a["final_epochs"], num_threads=a["num_threads"],
             pretrained=a["pretrained"], workers=a["workers"], gpus=a["gpus"],
             gpus_per_trial=a["gpus_per_trial"], ray_address=a["ray_address"],
-            surrogate=a["surrogate"],
+            surrogate=a["surrogate"], metric=a["metric"],
         )
         path = self.out / "run.json"
         if not path.exists():
@@ -332,8 +324,9 @@ class HubTuner:
         from hubtune.tuner.store import CheckpointStore
 
         settings = self._settings(str(data))  # again, under the lock
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.out / "run.json", settings.to_dict())
+        from hubtune.tuner.bestdir import recover_best
+
+        self._recovered_best = recover_best(self.out)  # a kill mid-swap: best/ back at once
         ds = load_dataset(
             settings.data, image_size=settings.image_size, subset=settings.subset,
             seed=settings.seed, cache_dir=self.out / "data-cache",
@@ -353,11 +346,15 @@ class HubTuner:
         )
         spec = get_method(settings.optimizer)
         optimizer = spec.load()(ctx, **dict(spec.options))
+        # Only now, with data loaded and the optimizer built, is the run folder claimed:
+        # a command refused above leaves no run.json behind to block the corrected one.
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.out / "run.json", settings.to_dict())
         store = CheckpointStore(self.out / "trials", settings.quota)
         trainer = TrainerEvaluator(
             ds, store.root.resolve(), max_epochs=settings.max_epochs, seed=settings.seed,
             device=settings.device, num_threads=settings.num_threads,
-            pretrained=settings.pretrained,
+            pretrained=settings.pretrained, metric=settings.metric,
         )
         evaluator = _ContinuationGuard(trainer)
 
@@ -408,14 +405,56 @@ class HubTuner:
         )
 
     # --------------------------------------------------------------- export
-    def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
-        from hubtune.finetune.checkpoint import has_checkpoint, read_state
+    @staticmethod
+    def _flag_chance(metrics: dict[str, Any], ds: Any, best_dir: Path) -> bool:
+        """Add chance levels and a ``near_chance`` flag to ``metrics`` (and metrics.json)."""
+        from hubtune.core.atomic import write_json_atomic
+
+        val_labels = ds.val.labels.tolist()
+        chance = {"val": chance_level(val_labels)}
+        if ds.test is not None:
+            chance["test"] = chance_level(ds.test.labels.tolist())
+        flag = near_chance((metrics.get("val") or {}).get("top1"), val_labels)
+        metrics["chance_level"] = chance
+        metrics["near_chance"] = flag
+        write_json_atomic(best_dir / "metrics.json", metrics)
+        return flag
+
+    def _final_epochs(self, chosen: str, store: Any, loop: Any, settings: RunSettings) -> None:
+        """Train the chosen trial ``final_epochs`` more epochs (up to ``max_epochs``)."""
+        from hubtune.finetune.checkpoint import read_state
         from hubtune.space.config import Config
-        from hubtune.tuner.export import export_trial
+        from hubtune.tuner.export import CHECKPOINT_ERRORS
+
+        try:
+            state = read_state(store.trial_dir(chosen))
+        except CHECKPOINT_ERRORS:
+            return  # the export below reports the broken checkpoint and falls back
+        target = min(int(state["epoch"]) + settings.final_epochs, settings.max_epochs)
+        if target <= int(state["epoch"]):
+            return
+        self.on_event("final", {"trial_id": chosen, "to_epoch": target})
+        res = loop.advance_outside_search(
+            Step(chosen, Config.from_dict(state["config"]), target, {"why": "final epochs"}))
+        loop.journal.append("note", what="final_epochs", trial_id=chosen, to_epoch=target,
+                            status=res.status if res else "worker lost")
+
+    def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
+        """Export the best trial with a loadable checkpoint to ``best/``; write ``result.json``.
+
+        The trials are tried best-first: one whose checkpoint cannot be loaded is
+        journalled (``broken_checkpoint``) and announced, and the next is exported.
+        """
+        from hubtune.finetune.checkpoint import has_checkpoint
+        from hubtune.tuner.bestdir import recover_best
+        from hubtune.tuner.export import export_first_loadable
         from hubtune.tuner.report import build_report
 
+        for done in [*self._recovered_best, *recover_best(self.out)]:
+            loop.journal.append("note", what="best_recovered", detail=done)
         # Exported model: the trial whose checkpoint (its latest epoch) scores best on
-        # validation; that is the model we can hand over without retraining.
+        # validation in the run's metric; that is the model we can hand over without
+        # retraining.
         latest: dict[str, tuple[int, float]] = {}
         for r in loop.results:
             for rec in r.records:
@@ -425,40 +464,52 @@ class HubTuner:
              and math.isfinite(latest[t][1])),
             key=lambda t: -latest[t][1],
         )
-        metrics: dict[str, Any] = {}
-        best_dir = None
-        if ranked:
-            chosen = ranked[0]
-            if settings.final_epochs > 0:
-                state = read_state(store.trial_dir(chosen))
-                cfg = Config.from_dict(state["config"])
-                target = min(int(state["epoch"]) + settings.final_epochs, settings.max_epochs)
-                if target > int(state["epoch"]):
-                    self.on_event("final", {"trial_id": chosen, "to_epoch": target})
-                    res = loop.advance_outside_search(
-                        Step(chosen, cfg, target, {"why": "final epochs"}))
-                    loop.journal.append("note", what="final_epochs", trial_id=chosen,
-                                        to_epoch=target,
-                                        status=res.status if res else "worker lost")
-            best_dir = self.out / "best"
-            metrics = export_trial(
-                store.trial_dir(chosen), ds, best_dir, device=settings.device,
-                extra_metrics={"search_elapsed_seconds": outcome.elapsed,
-                               "budget_seconds": settings.budget},
-            )
+        if ranked and settings.final_epochs > 0:
+            self._final_epochs(ranked[0], store, loop, settings)
+        search = {"data": settings.data, "optimizer": settings.optimizer,
+                  "budget_seconds": settings.budget, "elapsed_seconds": outcome.elapsed,
+                  "steps": len(loop.results), "trials": len({r.trial_id for r in loop.results}),
+                  "max_epochs": settings.max_epochs, "seed": settings.seed}
+
+        def broken(trial_id: str, reason: str) -> None:
+            loop.journal.append("note", what="broken_checkpoint", trial_id=trial_id, reason=reason)
+            self.on_event("notice", {"message": f"the checkpoint of trial {trial_id} cannot be "
+                                     f"exported ({reason}); trying the next-best trial"})
+
+        chosen, metrics = export_first_loadable(
+            [store.trial_dir(t) for t in ranked], ds, self.out / "best", device=settings.device,
+            extra_metrics={"metric": settings.metric,
+                           "search_elapsed_seconds": outcome.elapsed,
+                           "budget_seconds": settings.budget}, search=search, on_broken=broken)
+        best_dir = self.out / "best" if chosen else None
+        if ranked and best_dir is None:
+            self.on_event("notice", {"message": "no trial checkpoint could be exported (see the "
+                                     "broken_checkpoint notes in journal.jsonl); best/ was not updated"})
+        no_model = flag = None
+        if best_dir is None:
+            no_model = ("no trial's checkpoint could be loaded for export (see the "
+                        "broken_checkpoint notes in journal.jsonl)") if ranked else \
+                no_model_reason(loop.results, outcome.why, settings.budget, settings.pretrained)
+            loop.journal.append("note", what="no_model", reason=no_model)
+        else:
+            flag = self._flag_chance(metrics, ds, best_dir)
         build_report(self.out)
         used = loop.elapsed()
+        # Journaled, so that a resumed run charges this session's export and report too.
+        loop.journal.append("note", what="exported", elapsed=used)
+        meta = json.loads((best_dir / "hubtune.json").read_text()) if best_dir else {}
         result = SearchResult(
             out=self.out, best_dir=best_dir,
             model=metrics.get("model"),
-            config=json.loads((best_dir / "config.json").read_text()) if best_dir else None,
-            val_score=(metrics.get("val") or {}).get("top1"),
-            test_score=(metrics.get("test") or {}).get("top1"),
+            config=meta.get("config") if best_dir else None,
+            val_score=(metrics.get("val") or {}).get(settings.metric),
+            test_score=(metrics.get("test") or {}).get(settings.metric),
             elapsed=used, budget=settings.budget, steps=len(loop.results),
             trials=len({r.trial_id for r in loop.results}), why=outcome.why, metrics=metrics,
+            no_model_reason=no_model, near_chance=bool(flag),
+            metric=settings.metric,
         )
         (self.out / "result.json").write_text(json.dumps({
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
         }, indent=2, default=str))
         return result
-

@@ -1,0 +1,91 @@
+"""Quick-Tune's budget rules: small pure functions of predicted costs and the time left.
+
+:meth:`~hubtune.optim.quicktune.QuickTune.ask` combines them; each is one rule
+of :class:`~hubtune.optim.quicktune.QuickTuneSettings` (``horizons``/``growth``/
+``blackbox``, ``cost_quantile``, ``endgame``, ``finish_reserve``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from statistics import NormalDist
+
+import numpy as np
+
+from hubtune.optim.quicktune.settings import COST_ERROR_PRIOR_STD, COST_ERROR_PRIOR_STEPS
+
+
+def step_lengths(epoch: int, max_epochs: int, horizons: Sequence[int], growth: float | None,
+                 blackbox: bool) -> list[int]:
+    """The step lengths (epochs) considered for a trial at ``epoch``, ascending.
+
+    Blackbox: only a full run from scratch (none once started). Otherwise each
+    horizon, capped at the epochs left and, with ``growth``, at
+    ``max(1, int(growth * epoch))``: a never-started config is probed for one
+    epoch first, so a bad one is dropped cheaply (the option to stop that a
+    long blind step loses).
+    """
+    if blackbox:
+        return [] if epoch > 0 else [max_epochs]
+    cap = max_epochs if growth is None else max(1, int(growth * epoch))
+    return sorted({min(k, cap, max_epochs - epoch) for k in horizons})
+
+
+def cost_margin(log_errors: Sequence[float], quantile: float | None,
+                prior_std: float = COST_ERROR_PRIOR_STD, prior_steps: float = COST_ERROR_PRIOR_STEPS) -> float:
+    """Factor from a step's predicted seconds to the ``quantile`` of its real ones.
+
+    ``log_errors`` are ``log(real / predicted)`` of this run's earlier steps of
+    one kind, taken as normal; their mean and variance are shrunk towards 0 and
+    ``prior_std ** 2`` by ``prior_steps`` pseudo-steps. ``quantile=None``: 1.
+    """
+    if quantile is None:
+        return 1.0
+    errs = np.asarray(log_errors, dtype=np.float64)
+    k = prior_steps
+    mu = float(errs.sum()) / (len(errs) + k)
+    var = (k * prior_std**2 + float(((errs - mu) ** 2).sum())) / (len(errs) + k)
+    return math.exp(mu + NormalDist().inv_cdf(quantile) * math.sqrt(var))
+
+
+def fits(cost: np.ndarray, margin: np.ndarray, budget_left: float) -> np.ndarray:
+    """Steps whose likely duration (predicted seconds times margin) fits in the budget."""
+    return cost * margin <= budget_left
+
+
+def endgame(started: np.ndarray, per_epoch: np.ndarray, budget_left: float, incumbent_epoch: int) -> np.ndarray:
+    """Steps the endgame rule allows: continuations, and first steps of configs that
+    can still train ``incumbent_epoch`` epochs (at their seconds per epoch) in the budget."""
+    return started | (budget_left / np.maximum(per_epoch, 1e-9) >= incumbent_epoch)
+
+
+def finish_reserve(budget_left: float, epochs: np.ndarray, final: np.ndarray, per_epoch: np.ndarray,
+                   max_epochs: int, resume_seconds: float, resume_margin: float,
+                   best_finished: float | None) -> tuple[int, float] | None:
+    """(position in the started trials, seconds to finish it) the budget must keep, or None.
+
+    Among started, unfinished trials (their ``epochs``, predicted ``final``
+    scores at ``max_epochs`` and seconds ``per_epoch``), the one with the highest
+    predicted final score that can still be finished in ``budget_left`` (its
+    likely duration: ``resume_margin`` times the predicted seconds plus the
+    resume overhead). None when none can, or when a finished trial's final score
+    ``best_finished`` is already at least that prediction.
+    """
+    if len(epochs) == 0:
+        return None
+    final = np.minimum(final, 1.0)
+    to_finish = resume_margin * (per_epoch * (max_epochs - np.asarray(epochs)) + resume_seconds)
+    feasible = to_finish <= budget_left
+    if not feasible.any():
+        return None
+    k = int(np.argmax(np.where(feasible, final, -np.inf)))
+    if best_finished is not None and best_finished >= final[k]:
+        return None  # a finished model is already as good as finishing would give
+    return k, float(to_finish[k])
+
+
+def keeps_reserve(is_reserved: np.ndarray, cost: np.ndarray, margin: np.ndarray, budget_left: float,
+                  reserve_seconds: float) -> np.ndarray:
+    """Steps that leave the reserved trial's finishing time (or are that trial's own)."""
+    return is_reserved | (cost * margin + reserve_seconds <= budget_left)

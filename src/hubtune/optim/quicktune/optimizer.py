@@ -1,0 +1,386 @@
+"""The Quick-Tune optimizer: ask/tell over a candidate pool (see :mod:`hubtune.optim.quicktune`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hubtune.core.records import EpochRecord
+from hubtune.hub.descriptor import ModelDescriptor
+from hubtune.optim.quicktune import budget
+from hubtune.optim.quicktune.acquisition import (
+    cost_scaled,
+    expected_improvement,
+    improvement_bar,
+    tie_break,
+)
+from hubtune.optim.quicktune.pool import (
+    CandidatePool,
+    default_anchors,
+    neighbours,
+    sample_fresh,
+)
+from hubtune.optim.quicktune.settings import QuickTuneError, QuickTuneSettings
+from hubtune.protocol.steps import Step, StepResult, step_prediction
+from hubtune.space.config import Config
+from hubtune.surrogate.features import assemble_rows
+from hubtune.surrogate.model import Surrogate
+
+
+class QuickTune:
+    """The Quick-Tune optimizer (see :mod:`hubtune.optim.quicktune`).
+
+    Args:
+        surrogate: a meta-trained :class:`~hubtune.surrogate.model.Surrogate`.
+        max_epochs: highest fidelity.
+        candidates: fixed pool as ``(trial_id, config)`` pairs, or ``None`` with ``space``.
+        space: search space to sample candidates from.
+        meta_features: the target dataset's meta-features.
+        descriptors: hub descriptors of the candidates' models.
+        seed: seeds pool sampling and tie breaking.
+        settings: behaviour knobs.
+    """
+
+    def __init__(
+        self,
+        surrogate: Surrogate,
+        max_epochs: int,
+        candidates: Sequence[tuple[str, Config]] | None = None,
+        space: Any = None,
+        meta_features: Any = None,
+        descriptors: dict[str, ModelDescriptor | None] | None = None,
+        seed: int = 0,
+        settings: QuickTuneSettings | None = None,
+    ) -> None:
+        if candidates is None and space is None:
+            raise QuickTuneError("QuickTune needs candidates or a search space")
+        if max_epochs < 1:
+            raise QuickTuneError(f"max_epochs must be >= 1, got {max_epochs}")
+        self.surrogate = surrogate
+        self.max_epochs = int(max_epochs)
+        self.space = space
+        self.meta_features = meta_features
+        self.seed = int(seed)
+        self.settings = settings or QuickTuneSettings()
+        self.pool = CandidatePool(surrogate, descriptors, meta_features)
+        self._rng = np.random.default_rng(self.seed)
+        self._base_surrogate = surrogate
+        self._anchors: list[str] = []
+        self._reset_history()
+        if candidates is not None:
+            self.pool.add(list(candidates))
+        else:
+            if self.settings.start_with_defaults:
+                anchors = default_anchors(self.space, self.max_epochs)
+                self.pool.add(anchors, dedupe=True)
+                self._anchors = [tid for tid, _ in anchors if tid in self.pool]
+            self._refill_pool()
+
+    def _reset_history(self) -> None:
+        self._journal: list[dict[str, Any]] = []
+        self._overhead: dict[str, list[float]] = {"start": [], "resume": []}
+        self._cost_errors: dict[str, list[float]] = {"start": [], "resume": []}
+        self._tells_since_neighbours = 0
+        self._next_refit = 16
+        self.surrogate = self._base_surrogate
+
+    @property
+    def descriptors(self) -> dict[str, ModelDescriptor | None]:
+        """Hub descriptors of the pool's models (``None`` where unknown)."""
+        return self.pool.descriptors
+
+    # ------------------------------------------------------------ the pool
+    def _next_anchor(self) -> Step | None:
+        for tid in self._anchors:
+            t = self.pool[tid]
+            if t.epoch == 0 and not t.pending and not t.done:
+                t.pending = True
+                return Step(trial_id=tid, config=t.config, to_epoch=1,
+                            info={"why": "default config of the model (strong start)"})
+        return None
+
+    def _refill_pool(self) -> None:
+        """Top the pool of never-started configs up to ``pool_size`` (search-space mode)."""
+        if self.space is not None:
+            self.pool.add(sample_fresh(self.pool, self.space, self._rng, self.settings.pool_size), dedupe=True)
+
+    # ---------------------------------------------------------- observations
+    def _observations(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.pool.observations(self.settings.max_observations)
+
+    def _cost_per_epoch(self) -> np.ndarray:
+        return self.pool.cost_per_epoch(self.settings.schedule_epochs or self.max_epochs)
+
+    def _sampling_noise(self, y_obs: np.ndarray) -> np.ndarray | None:
+        """Binomial variance of each observed score on ``val_size`` images (or None)."""
+        n = self.settings.val_size
+        if not n or len(y_obs) == 0:
+            return None
+        p = np.clip(y_obs, 0.0, 1.0)
+        return p * (1.0 - p) / float(n)
+
+    def _believe_pending(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Observations plus one "kriging believer" fantasy per pending step.
+
+        A step still running on another worker is added as an observation of
+        the query row it was proposed for (its trial's curve so far and target
+        epoch) with the mean the surrogate predicted then. The GP's uncertainty
+        there and at similar candidates shrinks, so their expected improvement
+        drops and the next proposal is not a near copy of a running one. Only
+        the surrogate sees fantasies: the incumbent and the journal hold real
+        scores. Trials pending after a resume have no fantasy.
+        """
+        if not self.settings.believe_pending:
+            return x, y
+        beliefs = [t.belief for t in self.pool.trials
+                   if t.pending and t.belief is not None and t.belief[0] == t.epoch]
+        if not beliefs:
+            return x, y
+        xb = np.stack([b[1] for b in beliefs]).astype(np.float32)
+        yb = np.asarray([b[2] for b in beliefs], dtype=np.float64)
+        return np.concatenate([x.astype(np.float32), xb]), np.concatenate([y, yb])
+
+    def _overhead_estimate(self, kind: str) -> float:
+        vals = self._overhead[kind]
+        return float(np.mean(vals)) if vals else 0.0
+
+    def _cost_margin(self, kind: str) -> float:
+        """:func:`budget.cost_margin` of this run's steps of ``kind`` ("start" or "resume")."""
+        return budget.cost_margin(self._cost_errors[kind], self.settings.cost_quantile)
+
+    # ------------------------------------------------------------------- ask
+    def _queries(self, open_idx: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(trial index, step length, query row) of every (open trial, step length) pair."""
+        s = self.settings
+        q_trial, q_k = [], []
+        for i in open_idx:
+            ks = budget.step_lengths(self.pool.trials[i].epoch, self.max_epochs, s.horizons, s.growth, s.blackbox)
+            q_trial.extend([i] * len(ks))
+            q_k.extend(ks)
+        if not q_trial:
+            return None
+        trials = self.pool.trials
+        prefix = np.asarray([trials[i].epoch for i in q_trial])
+        curves = np.stack([trials[i].curve for i in q_trial])
+        trial_idx = np.asarray(q_trial)
+        xq = assemble_rows(self.pool.static[trial_idx], prefix, prefix + np.asarray(q_k), curves,
+                           s.schedule_epochs)
+        return trial_idx, np.asarray(q_k, dtype=np.float64), xq
+
+    def _finish_rows(self, open_idx: list[int]) -> tuple[list[int], np.ndarray | None]:
+        """Started open trials and their query rows for the end of the schedule.
+
+        Empty unless ``QuickTuneSettings.finish_reserve`` is on; the rows are
+        predicted together with ``ask``'s own queries (one surrogate call).
+        """
+        trials = self.pool.trials
+        started = [i for i in open_idx if trials[i].epoch > 0] if self.settings.finish_reserve else []
+        if not started:
+            return [], None
+        epochs = np.asarray([trials[i].epoch for i in started])
+        curves = np.stack([trials[i].curve for i in started])
+        rows = assemble_rows(self.pool.static[started], epochs, np.full(len(started), self.max_epochs), curves,
+                             self.settings.schedule_epochs)
+        return started, rows
+
+    def _predict(self, xq: np.ndarray, finish_rows: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, bool]:
+        """One surrogate call for the queries, the reserve's final epochs and (noisy
+        scores) the observed epochs: query mean (capped at 1) and std, final means,
+        smoothed observations, and whether any score was observed."""
+        x_obs, y_obs = self._observations()
+        x_all, y_all = self._believe_pending(x_obs, y_obs)
+        noisy = bool(self.settings.val_size) and len(y_obs) > 0
+        parts = [xq] + ([finish_rows] if finish_rows is not None else []) + ([x_obs] if noisy else [])
+        mean, std = self.surrogate.predict(x_all, y_all, np.concatenate(parts).astype(np.float32),
+                                           extra_noise=self._sampling_noise(y_all))
+        n_q, n_f = len(xq), 0 if finish_rows is None else len(finish_rows)
+        final, smoothed = mean[n_q:n_q + n_f], (mean[n_q + n_f:] if noisy else None)
+        # scores are fractions (guards extrapolation on odd inputs)
+        return np.minimum(mean[:n_q], 1.0), std[:n_q], final, smoothed, len(y_obs) > 0
+
+    def _budget_rules(self, budget_left: float, trial_idx: np.ndarray, cost: np.ndarray, started: np.ndarray,
+                      per_epoch_all: np.ndarray, finish_idx: list[int], final: np.ndarray, observed: bool,
+                      ) -> tuple[np.ndarray, np.ndarray, tuple[int, float] | None]:
+        """(steps allowed, their cost margins, reserve as (trial index, seconds) or None)."""
+        s = self.settings
+        resume_margin = self._cost_margin("resume")
+        margin = np.where(started, resume_margin, self._cost_margin("start"))
+        allowed = budget.fits(cost, margin, budget_left)
+        if s.endgame and observed:
+            allowed &= budget.endgame(started, per_epoch_all[trial_idx], budget_left, self.pool.incumbent_epoch())
+        reserve = None
+        if finish_idx:
+            trials = self.pool.trials
+            finished = [t.scores[-1] for t in trials if t.scores and t.epoch >= self.max_epochs]
+            kept = budget.finish_reserve(
+                budget_left, np.asarray([trials[i].epoch for i in finish_idx]), final,
+                per_epoch_all[finish_idx], self.max_epochs, self._overhead_estimate("resume"), resume_margin,
+                max(finished) if finished else None)
+            if kept is not None:
+                reserve = (finish_idx[kept[0]], kept[1])
+                allowed &= budget.keeps_reserve(trial_idx == reserve[0], cost, margin, budget_left, reserve[1])
+        return allowed, margin, reserve
+
+    def ask(self, budget_left: float | None = None) -> Step | None:
+        """The step with the highest expected improvement per predicted second."""
+        if self.space is not None:
+            anchor = self._next_anchor()
+            if anchor is not None:
+                return anchor
+            self._refill_pool()
+        open_idx = self.pool.open_indices(self.max_epochs)
+        queries = self._queries(open_idx) if open_idx else None
+        if queries is None:
+            return None
+        trial_idx, ks, xq = queries
+        finish_idx, finish_rows = self._finish_rows(open_idx) if budget_left is not None else ([], None)
+        mean, std, final, smoothed, observed = self._predict(xq, finish_rows)
+        best = improvement_bar(smoothed, self.pool.best_score() if observed else None, mean)
+        ei = expected_improvement(mean, std, best)
+        per_epoch_all = self._cost_per_epoch()
+        started = np.asarray([self.pool.trials[i].epoch > 0 for i in trial_idx])
+        overhead = np.where(started, self._overhead_estimate("resume"), self._overhead_estimate("start"))
+        cost = per_epoch_all[trial_idx] * ks + overhead
+        acq = cost_scaled(ei, cost, self.settings.cost_power)
+        reserve = margin = None
+        if budget_left is not None:
+            allowed, margin, reserve = self._budget_rules(budget_left, trial_idx, cost, started, per_epoch_all,
+                                                          finish_idx, final, observed)
+            if not allowed.any():
+                return None
+            acq = np.where(allowed, acq, -np.inf)
+        j, acq = tie_break(acq, self._rng)
+        t = self.pool.trials[trial_idx[j]]
+        t.pending = True
+        t.belief = (t.epoch, xq[j], float(mean[j]))
+        info = {"mean": float(mean[j]), "std": float(std[j]), "ei": float(ei[j]), "cost": float(cost[j]),
+                "acq": float(acq[j]), "incumbent": best, "horizon": int(ks[j])}
+        if margin is not None:
+            info["cost_bound"] = float(cost[j] * margin[j])
+        if reserve is not None:
+            info["reserved_for"] = self.pool.trials[reserve[0]].trial_id
+            info["reserved_seconds"] = float(reserve[1])
+        return Step(trial_id=t.trial_id, config=t.config, to_epoch=t.epoch + int(ks[j]), info=info)
+
+    # ------------------------------------------------------------------ tell
+    def tell(self, result: StepResult) -> None:
+        """Record a step's epochs, cost and status."""
+        self._apply(
+            result.step.trial_id,
+            result.step.config,
+            [(r.epoch, r.score, r.seconds) for r in result.records],
+            result.status,
+            result.seconds,
+            step_prediction(result.step, "seconds"),
+        )
+
+    def _apply(
+        self,
+        trial_id: str,
+        config: Config,
+        records: list[tuple[int, float, float]],
+        status: str,
+        seconds: float,
+        predicted_seconds: float | None = None,
+    ) -> None:
+        if trial_id not in self.pool:
+            if self.space is None:
+                raise QuickTuneError(f"told about unknown trial {trial_id!r}")
+            self.pool.add([(trial_id, config)])
+        t = self.pool[trial_id]
+        kind = "resume" if t.epoch > 0 else "start"
+        t.pending = False
+        entry = {"trial_id": trial_id, "config": config.to_dict(),
+                 "records": [list(r) for r in records], "status": status, "seconds": seconds}
+        if predicted_seconds is not None:
+            entry["predicted_seconds"] = predicted_seconds
+        self._journal.append(entry)
+        if (predicted_seconds is not None and predicted_seconds > 0 and seconds > 0
+                and status == "ok" and records):
+            self._cost_errors[kind].append(math.log(seconds / predicted_seconds))
+        self.pool.record(t, records, self.settings.schedule_epochs, QuickTuneError)
+        if records:
+            extra = seconds - sum(r[2] for r in records)
+            if extra > 0:
+                self._overhead[kind].append(float(extra))
+        if status != "ok" or t.epoch >= self.max_epochs:
+            t.done = True
+        self._tells_since_neighbours += 1
+        if self.space is not None and self._tells_since_neighbours >= self.settings.neighbours_every:
+            self._tells_since_neighbours = 0
+            self.pool.add(neighbours(self.pool, self.space, self._rng), dedupe=True)
+        if self.settings.refit_steps > 0:
+            n_obs = sum(t.epoch for t in self.pool.trials)
+            if n_obs >= self._next_refit:
+                while self._next_refit <= n_obs:
+                    self._next_refit *= 2
+                self._refit(n_obs)
+
+    def _refit(self, n_obs: int) -> None:
+        """Fit a copy of the meta-trained surrogate to this task's observations."""
+        x, y = self._observations()
+        if len(y) < 2:
+            return
+        self.surrogate = self._base_surrogate.refit(x, y, steps=self.settings.refit_steps,
+                                                    lr=self.settings.refit_lr,
+                                                    seed=self.seed * 1_000_003 + n_obs)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """JSON state: the tell journal, the candidate pool, pending trials and the RNG."""
+        return {
+            "kind": "quicktune",
+            "version": 1,
+            "seed": self.seed,
+            "settings": self.settings.to_dict(),
+            "pool": [[t.trial_id, t.config.to_dict()] for t in self.pool.trials],
+            "journal": list(self._journal),
+            "pending": [t.trial_id for t in self.pool.trials if t.pending],
+            "rng": self._rng.bit_generator.state,
+            "tells_since_neighbours": self._tells_since_neighbours,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output by replaying its journal."""
+        if not isinstance(state, dict) or state.get("kind") != "quicktune":
+            raise QuickTuneError("not a QuickTune state (missing kind='quicktune')")
+        self.pool.clear()
+        self._reset_history()
+        space, self.space = self.space, None  # no pool refill or neighbours while replaying
+        self.pool.add([(tid, Config.from_dict(c)) for tid, c in state["pool"]])
+        for entry in state["journal"]:
+            self._apply(
+                entry["trial_id"],
+                Config.from_dict(entry["config"]),
+                [(int(e), float(s), float(c)) for e, s, c in entry["records"]],
+                entry["status"],
+                float(entry["seconds"]),
+                entry.get("predicted_seconds"),
+            )
+        self.space = space
+        for tid in state.get("pending", []):
+            if tid in self.pool:
+                self.pool[tid].pending = True
+        self._rng.bit_generator.state = state["rng"]
+        self._tells_since_neighbours = int(state.get("tells_since_neighbours", 0))
+
+    # ------------------------------------------------------------- reporting
+    def incumbent(self) -> tuple[str, int, float] | None:
+        """``(trial_id, epoch, score)`` of the best epoch observed, or ``None``."""
+        return self.pool.incumbent()
+
+    @property
+    def n_candidates(self) -> int:
+        return len(self.pool)
+
+
+def records_from_scores(scores: Sequence[float], seconds: Sequence[float], start_epoch: int = 0) -> list[EpochRecord]:
+    """Epoch records for a replayed curve segment (helper for tests and tools)."""
+    return [
+        EpochRecord(epoch=start_epoch + i + 1, score=float(s), train_seconds=float(c))
+        for i, (s, c) in enumerate(zip(scores, seconds, strict=True))
+    ]

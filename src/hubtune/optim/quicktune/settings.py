@@ -1,0 +1,124 @@
+"""Quick-Tune's behaviour knobs and error type."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+COST_ERROR_PRIOR_STD = 0.25
+"""Log-std of real / predicted step seconds assumed before a run has measured any."""
+COST_ERROR_PRIOR_STEPS = 3.0
+"""How many measured steps that assumption weighs as."""
+
+
+class QuickTuneError(ValueError):
+    """Raised on misuse of the optimizer (unknown trial told, malformed state)."""
+
+
+@dataclass
+class QuickTuneSettings:
+    """Behaviour knobs (the ablations flip these).
+
+    Attributes:
+        horizons: step lengths (epochs ahead) considered for each candidate.
+        growth: if set, a step from epoch ``n`` adds at most ``max(1, growth * n)``
+            epochs (``None``: any horizon; on the 20-dataset benchmark unrestricted
+            horizons did better at 4 h than probing every config for one epoch first).
+        cost_power: acquisition = EI / cost**cost_power (0: cost-unaware). 0.75
+            rather than 1: plain EI per second over-rewards very cheap steps with
+            tiny EI (on the 20-dataset benchmark 0.75 gave lower regret at 1 h, 4 h
+            and 16 h than 1.0, 0.5 or 0.25).
+        blackbox: only full runs to ``max_epochs`` (no freeze-thaw).
+        max_observations: most observed epochs the GP conditions on (the most
+            recent epochs of each trial are kept first).
+        pool_size: candidates kept in the pool on a search space.
+        neighbours_every: add one-exchange neighbours of the best configs
+            every this many tells (search-space mode).
+        start_with_defaults: on a search space, first train every model's default
+            config (:func:`hubtune.optim.defaults.default_candidates`) for one epoch,
+            so the surrogate conditions on known-good anchors of each model before
+            its own proposals (off the meta-dataset's hub the prior alone can open
+            with slow configs; a short budget cannot afford that).
+        endgame: with a known remaining budget, a never-started config is only
+            started if it can still train as many epochs as the incumbent's best
+            epoch before the budget ends (at its predicted seconds per epoch). A
+            probe that cannot get there can almost never become the result the
+            user gets; the Gaussian tail of a wide prior makes plain EI start such
+            probes anyway in the last minutes of a short run. Off by default: on
+            the 20-dataset replay it changed nothing at 1 h (8-epoch cap) and raised
+            the 16 h regret from 0.028 to 0.034 (method ``qt_endgame``).
+        schedule_epochs: the number of epochs the trials' learning-rate schedules
+            span. ``None``: the meta-dataset's (50 epochs; tabular replays of it).
+            When it differs (``hubtune run`` defines every schedule over
+            ``--max-epochs``), epochs are presented to the surrogate as the same
+            fraction of a 50-epoch schedule, so "the end of the schedule" (the
+            annealed learning rate) means the same thing as in meta-training.
+        believe_pending: with several workers, condition the GP on a "kriging
+            believer" fantasy for every step still running (its query row
+            observed at the mean predicted when it was proposed), so the next
+            proposal is not a near copy of a running one (:meth:`QuickTune._believe_pending`).
+        val_size: validation images behind each observed score. When set, each
+            observation's binomial sampling variance ``s (1 - s) / val_size`` is
+            added to the GP's meta-learned noise: on a small validation set (a
+            few hundred images) one epoch's score is a few points noisy, and the
+            GP should not take a lucky epoch at face value. The bar expected
+            improvement is measured against is then the highest posterior mean
+            at the observed epochs, not the highest observed score: the maximum
+            of many noisy scores is biased upwards, and against an inflated bar
+            only wide-uncertainty probes keep any expected improvement (a real
+            demo run left its best default config at epoch 7 of 8 for batch-size
+            2 and 4 probes costing 70 and 100 s).
+        finish_reserve: with a known remaining budget, keep the time to train one
+            started trial to the end of its schedule: the started, unfinished trial
+            with the highest predicted score at ``max_epochs`` (among those that
+            can still get there). Any other step is only taken if that trial can
+            still be finished after it. No reserve once a finished trial's final
+            score is at least that prediction. What a run hands over is a
+            checkpoint; with schedules over ``max_epochs`` an unfinished one has
+            not annealed. Without it, a short real run was seen spending its last
+            minutes on cheap one-epoch probes (high expected improvement per
+            second) and ending with no model trained to the end. Off by default
+            (method ``qt_finish``): on the 8-minute demo (3 seeds) it changed the
+            10k-test top-1 by +0.23, -0.24 and +0.01 points (docs/optimizer.md).
+        cost_quantile: with a known remaining budget, a step is only started if
+            this quantile of its duration fits in it, not just the predicted
+            seconds: the prediction times a factor learnt from this run's own
+            errors, the log ratios of real to predicted seconds of its earlier
+            steps (first steps of a config and continuations apart, as their
+            errors differ; before any, a log-std of ``COST_ERROR_PRIOR_STD``
+            weighing as ``COST_ERROR_PRIOR_STEPS`` steps). The cost model is
+            meta-learned on GPU runs and corrected per model online, so a first
+            step of an unusual config (batch size 4, 60% frozen, on a CPU) can
+            take 1.4x its prediction: with the point prediction alone a real 8-minute run
+            started such a step with 70 s left and ended 28 s over its budget.
+            ``None``: the point prediction must fit (the acquisition always
+            uses the point prediction).
+        refit_steps: if > 0, each time the number of observed epochs reaches
+            16, 32, 64, ... the network and GP hyperparameters are re-fitted to
+            this task's observations for this many marginal-likelihood steps,
+            starting from the meta-trained weights (a pure function of the
+            observations and the seed, so a replayed journal refits identically).
+    """
+
+    horizons: tuple[int, ...] = (1, 2, 4, 8, 16)
+    growth: float | None = None
+    cost_power: float = 0.75
+    blackbox: bool = False
+    max_observations: int = 500
+    pool_size: int = 256
+    neighbours_every: int = 8
+    refit_steps: int = 0
+    refit_lr: float = 1e-3
+    start_with_defaults: bool = True
+    endgame: bool = False
+    schedule_epochs: int | None = None
+    val_size: int | None = None
+    believe_pending: bool = True
+    finish_reserve: bool = False
+    cost_quantile: float | None = 0.9
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible field values."""
+        d = asdict(self)
+        d["horizons"] = list(self.horizons)
+        return d
