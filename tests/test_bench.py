@@ -151,11 +151,16 @@ def test_simulator_early_ending_curve_and_errors():
 def test_runner_truncates_at_budget_and_counts_epochs_as_they_finish(scripted):
     runs = make_runs()
     name = scripted([("a", 3)])
-    traj = run_one(name, runs, seed=0, budget_seconds=250, overhead_clock="none")
+    traj = run_one(name, runs, seed=0, budget_seconds=250, overhead_clock="none",
+                   budget_rules=False)
     assert traj.times == [100.0, 200.0]  # epoch 3 would finish at 300 > 250
     assert traj.scores == [0.2, 0.5]
     assert traj.end_reason == "budget" and traj.end_time == 250
     assert traj.regrets[-1] == pytest.approx((0.9 - 0.5) / (0.9 - 0.1))
+    # With the budget rules: the first step, measured by nothing, runs too (and is cut off).
+    ruled = run_one(scripted([("a", 3)]), runs, seed=0, budget_seconds=250,
+                    overhead_clock="none")
+    assert ruled.times == [100.0, 200.0] and ruled.end_time == 250
 
 
 def test_runner_overheads_and_exhaustion(scripted):
@@ -207,20 +212,26 @@ def test_runner_async_workers_run_steps_concurrently(scripted):
                      overhead_clock="none")
     name = scripted([("c", 1), ("a", 1)], supports_async=True)
     parallel = run_one(name, runs, seed=0, budget_seconds=1000, workers=2,
-                       overhead_clock="none")
+                       overhead_clock="none", budget_rules=False)
     assert serial.times == [300.0]  # a's 0.2 at 400 is no improvement
     assert parallel.times == [100.0, 300.0]  # a finishes first on the second worker
+    # The budget rules (default) start both workers at once too.
+    guarded = run_one(scripted([("c", 1), ("a", 1)], supports_async=True), runs, seed=0,
+                      budget_seconds=1000, workers=2, overhead_clock="none")
+    assert guarded.times == [100.0, 300.0] and guarded.end_time == 300.0
     with pytest.raises(BenchmarkError, match="does not support several workers"):
         run_one(scripted([("a", 1)]), runs, seed=0, budget_seconds=10, workers=2)
     bad = scripted([("a", 1), ("a", 2)], supports_async=True)
     with pytest.raises(BenchmarkError, match="while it is pending"):
-        run_one(bad, runs, seed=0, budget_seconds=1000, workers=2, overhead_clock="none")
+        run_one(bad, runs, seed=0, budget_seconds=1000, workers=2, overhead_clock="none",
+                budget_rules=False)
 
 
 def test_runner_pending_epochs_before_budget_still_count(scripted):
     runs = make_runs()
     name = scripted([("c", 1), ("a", 3)], supports_async=True)
-    traj = run_one(name, runs, seed=0, budget_seconds=250, workers=2, overhead_clock="none")
+    traj = run_one(name, runs, seed=0, budget_seconds=250, workers=2, overhead_clock="none",
+                   budget_rules=False)
     # c (300 s) never finishes; a's epochs 1 and 2 finish at 100 and 200
     assert traj.times == [100.0, 200.0] and traj.end_reason == "budget"
 

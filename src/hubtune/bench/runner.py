@@ -1,16 +1,21 @@
 """Drive one search method through a replayed dataset on a simulated clock.
 
-:func:`run_one` builds the method's optimizer (through the method registry),
-then alternates ``ask`` -> :class:`~hubtune.bench.simulator.SimulatedEvaluator`
--> ``tell``. The simulated clock advances by each step's recorded seconds
-(plus start/resume overheads) and by the optimizer's own decision time
-(measured around every ``ask`` and ``tell`` and charged to the clock, so an
-expensive optimizer pays for its thinking). With ``workers > 1`` the clock is
-event driven: up to ``workers`` steps run concurrently and each finishes when
-its recorded seconds have elapsed; the optimizer itself is one controller.
+:func:`run_one` builds the method's optimizer (through the method registry)
+and runs it with the search loop of ``hubtune run``
+(:class:`~hubtune.search.loop.SearchLoop`: the same ask -> advance -> tell
+cycle and the same budget rules), on a simulated clock: a
+:class:`~hubtune.search.simexec.SimExecutor` replays each step with the
+:class:`~hubtune.bench.simulator.SimulatedEvaluator`, and the clock advances
+by each step's recorded seconds (plus start/resume overheads) and by the
+optimizer's own decision time (measured around every ``ask`` and ``tell`` and
+charged to the clock, so an expensive optimizer pays for its thinking). With
+``workers > 1`` the clock is event driven: up to ``workers`` steps run
+concurrently and each finishes when its recorded seconds have elapsed; the
+optimizer itself is one controller.
 
 The incumbent is the best validation score of any epoch finished so far; an
-epoch counts only if it finishes within the budget (a step that would overrun
+epoch counts only if it finishes within the budget (with ``budget_rules``
+the loop starts only steps likely to fit; without, a step that would overrun
 is truncated there). The run ends when the budget is spent or the optimizer
 has nothing left to propose.
 
@@ -20,23 +25,24 @@ Leakage guard: the meta-training data handed to a method for test dataset
 
 from __future__ import annotations
 
-import heapq
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from hubtune.bench.simulator import SimulatedEvaluator, SimulationError
 from hubtune.optim.registry import MethodSpec, get_method
 from hubtune.protocol.context import Candidate, TaskContext
+from hubtune.search.budget import BudgetGuard
+from hubtune.search.clock import OverheadClock, SimClock, overhead_timer
+from hubtune.search.loop import EventHook, SearchLoop
+from hubtune.search.simexec import PendingTrialError, SimExecutor
 
 if TYPE_CHECKING:
     from hubtune.hub.descriptor import ModelDescriptor
     from hubtune.metadata import DatasetRuns, MetaDataset
-    from hubtune.protocol.steps import StepResult
+    from hubtune.protocol.steps import Step, StepResult
 
-OverheadClock = Literal["process", "wall", "none"]
 NO_PROGRESS_LIMIT = 10_000
 """Consecutive steps that train nothing before the runner gives up on a method."""
 
@@ -178,17 +184,6 @@ class Trajectory:
         return cls(**data)
 
 
-# ---------------------------------------------------------------- clock
-def _timer(clock: OverheadClock) -> Callable[[], float]:
-    if clock == "process":
-        return time.process_time
-    if clock == "wall":
-        return time.perf_counter
-    if clock == "none":
-        return lambda: 0.0
-    raise ValueError(f"overhead clock must be 'process', 'wall' or 'none', got {clock!r}")
-
-
 _DESCRIPTOR_CACHE: dict[str, ModelDescriptor | None] = {}
 
 
@@ -250,8 +245,15 @@ def run_one(
     workers: int = 1,
     overhead_clock: OverheadClock = "process",
     descriptors: dict[str, ModelDescriptor] | None = None,
+    budget_rules: bool = True,
+    on_event: EventHook | None = None,
 ) -> Trajectory:
     """Run ``method`` on the replayed ``runs`` for ``budget_seconds`` of simulated time.
+
+    The search is :class:`~hubtune.search.loop.SearchLoop` itself (the engine of
+    ``hubtune run``) on a :class:`~hubtune.search.clock.SimClock`, with a
+    :class:`~hubtune.search.simexec.SimExecutor` replaying the steps and a null
+    journal; the trajectory is read off the steps it ran.
 
     Args:
         method: registry name or :class:`MethodSpec`.
@@ -268,6 +270,15 @@ def run_one(
             (CPU time of this process; robust to other load), ``"wall"`` or
             ``"none"`` (not charged; exact replays in tests). Methods that run
             in a subprocess are always measured in wall time.
+        budget_rules: the loop's budget contract as in ``hubtune run``: steps
+            that do not fit are shortened or declined. Not its start-up and probe
+            rules (one step of one epoch until an epoch is measured; one epoch
+            first for an unmeasured trial near the end), which keep a real run's
+            wall clock in bounds; in a replay epochs past the budget never count
+            anyway, and all workers start at once. ``False``: every proposed
+            step starts while budget is left and is cut off at the budget.
+        on_event: the loop's event hook (``step``, ``result``, ``declined``, ...;
+            ``elapsed`` in simulated seconds).
     """
     spec = get_method(method) if isinstance(method, str) else method
     if not (budget_seconds > 0 and math.isfinite(budget_seconds)):
@@ -290,26 +301,46 @@ def run_one(
         train_metadata=train_metadata if spec.needs_metadata else None, descriptors=descriptors,
     )
     evaluator = SimulatedEvaluator(runs, resume_overhead, start_overhead, max_epochs=max_epochs)
-    timer = _timer(overhead_clock)
+    clock = SimClock(overhead_timer(overhead_clock))
 
     spec.run_prepare(ctx)  # offline work (e.g. meta-training a per-fold surrogate): not charged
-    t0 = timer()
-    optimizer = spec.make(ctx)
-    clock = timer() - t0  # building the optimizer (e.g. loading a surrogate) is charged too
+    with clock.charged():  # building the optimizer (e.g. loading a surrogate) is charged
+        optimizer = spec.make(ctx)
+    executor = SimExecutor(evaluator, clock, workers, deadline=budget_seconds)
+    costs = _DecisionCosts(budget_seconds, clock)
+    loop = SearchLoop(
+        None, optimizer, evaluator, budget_seconds, executor=executor, clock=clock,
+        budget_rules=budget_rules, guard=BudgetGuard(serial_start=False, probe_share=None), export_allowance=None, on_charge=costs.charge,
+        after_result=_progress_check(spec.name), max_consecutive_failures=NO_PROGRESS_LIMIT,
+        on_event=on_event,
+    )
+    loop.start_clock(0.0)  # the optimizer's construction counts
+    try:
+        outcome = loop.run()
+    except (SimulationError, PendingTrialError) as exc:
+        raise BenchmarkError(f"method {spec.name!r}: {exc}") from exc
+    traj = Trajectory(
+        method=spec.name, dataset=runs.dataset, seed=seed, budget=budget_seconds,
+        end_time=min(outcome.elapsed, budget_seconds),
+        end_reason="exhausted" if outcome.why == "exhausted" else "budget",
+        steps=evaluator.steps, trials=len(evaluator.epochs),
+    )
+    best = -math.inf
+    for t, score in _epoch_events(executor.submitted, budget_seconds):
+        traj.epochs += 1
+        if score > best:
+            best = score
+            traj.times.append(t)
+            traj.scores.append(score)
+            traj.regrets.append(normalized_regret(score, runs.best, runs.worst))
+    traj.overhead = _overhead_stats(costs.decisions, costs.observed, overhead_clock)
+    return traj
 
-    events: list[tuple[float, float]] = []  # (finish time, score) of every counted epoch
-    # (end, seq, start, result, index of the decision that proposed it in decision_costs)
-    pending: list[tuple[float, int, float, StepResult, int]] = []
-    pending_trials: set[str] = set()
-    decision_costs: list[tuple[int, float]] = []  # (observed epochs, seconds of ask + tell)
-    observed = 0
-    seq = 0
-    no_progress = 0
-    end_reason = "budget"
-    exhausted = False
-    ask_cost = 0.0
 
-    def count_epochs(start: float, result: StepResult, limit: float) -> None:
+def _epoch_events(submitted: list[tuple[float, StepResult]], limit: float) -> list[tuple[float, float]]:
+    """``(finish time, score)`` of every epoch that finished by ``limit``, in time order."""
+    events = []
+    for start, result in submitted:
         t = start
         for rec in result.records:
             t += rec.seconds
@@ -317,82 +348,50 @@ def run_one(
                 break
             if rec.score is not None and math.isfinite(rec.score):
                 events.append((t, rec.score))
-
-    while True:
-        # Fill idle workers with new steps.
-        while not exhausted and len(pending) < workers and clock < budget_seconds:
-            t0 = timer()
-            step = optimizer.ask(budget_left=budget_seconds - clock)
-            ask_cost = timer() - t0
-            clock += ask_cost
-            if step is None:
-                exhausted = True
-                decision_costs.append((observed, ask_cost))
-                break
-            if step.trial_id in pending_trials:
-                raise BenchmarkError(
-                    f"method {spec.name!r} proposed trial {step.trial_id!r} while it is pending"
-                )
-            try:
-                result = evaluator.advance(step)
-            except SimulationError as exc:
-                raise BenchmarkError(f"method {spec.name!r}: {exc}") from exc
-            no_progress = 0 if result.records else no_progress + 1
-            if no_progress >= NO_PROGRESS_LIMIT:
-                raise BenchmarkError(
-                    f"method {spec.name!r} proposed {NO_PROGRESS_LIMIT} steps in a row that "
-                    f"train nothing"
-                )
-            seq += 1
-            heapq.heappush(pending, (clock + result.seconds, seq, clock, result,
-                                     len(decision_costs)))
-            pending_trials.add(step.trial_id)
-            decision_costs.append((observed, ask_cost))
-        if clock >= budget_seconds:
-            end_reason = "budget"
-            break
-        if not pending:
-            end_reason = "exhausted"
-            break
-        end, _, start, result, decision = heapq.heappop(pending)
-        if end > budget_seconds:
-            pending.append((end, seq, start, result, decision))  # counted below, truncated
-            clock = budget_seconds
-            end_reason = "budget"
-            break
-        clock = max(clock, end)
-        pending_trials.discard(result.trial_id)
-        count_epochs(start, result, budget_seconds)
-        t0 = timer()
-        optimizer.tell(result)
-        tell_cost = timer() - t0
-        clock += tell_cost
-        observed += len(result.records)
-        # the tell completes the decision that proposed this step
-        obs, cost = decision_costs[decision]
-        decision_costs[decision] = (obs, cost + tell_cost)
-        exhausted = False  # a tell may unblock an optimizer that was waiting
-
-    # Epochs of unfinished steps that finished within the budget still count.
-    for _end, _, start, result, _decision in pending:
-        count_epochs(start, result, min(clock, budget_seconds))
-
-    traj = Trajectory(
-        method=spec.name, dataset=runs.dataset, seed=seed, budget=budget_seconds,
-        end_time=min(clock, budget_seconds), end_reason=end_reason, steps=evaluator.steps,
-        trials=len(evaluator.epochs),
-    )
     events.sort()
-    best = -math.inf
-    for t, score in events:
-        traj.epochs += 1
-        if score > best:
-            best = score
-            traj.times.append(t)
-            traj.scores.append(score)
-            traj.regrets.append(normalized_regret(score, runs.best, runs.worst))
-    traj.overhead = _overhead_stats(decision_costs, observed, overhead_clock)
-    return traj
+    return events
+
+
+def _progress_check(name: str) -> Callable[[StepResult, object], None]:
+    """An ``after_result`` hook that fails a method whose steps keep training nothing."""
+    idle = [0]
+
+    def check(result: StepResult, _incumbent: object) -> None:
+        idle[0] = 0 if result.records else idle[0] + 1
+        if idle[0] >= NO_PROGRESS_LIMIT:
+            raise BenchmarkError(
+                f"method {name!r} proposed {NO_PROGRESS_LIMIT} steps in a row that train nothing"
+            )
+
+    return check
+
+
+class _DecisionCosts:
+    """The optimizer's time per decision (an ``ask`` plus the ``tell`` of its step)."""
+
+    def __init__(self, budget: float, clock: SimClock) -> None:
+        self.budget = budget
+        self.clock = clock
+        self.decisions: list[tuple[int, float]] = []  # (observed epochs, seconds)
+        self.open: dict[str, int] = {}  # trial id -> index of the decision that proposed it
+        self.observed = 0
+
+    def charge(self, kind: str, step: Step | None, result: StepResult | None,
+               seconds: float) -> None:
+        """The loop's ``on_charge`` hook."""
+        if kind == "ask":
+            if step is not None:
+                self.open[step.trial_id] = len(self.decisions)
+            self.decisions.append((self.observed, seconds))
+            return
+        assert step is not None and result is not None
+        index = self.open.pop(step.trial_id, None)
+        if self.clock.now() - seconds > self.budget:
+            return  # told while the loop drained, after the budget: not part of the run
+        if index is not None:
+            obs, cost = self.decisions[index]
+            self.decisions[index] = (obs, cost + seconds)
+        self.observed += len(result.records)
 
 
 def _overhead_stats(costs: list[tuple[int, float]], observed: int, clock: str) -> OverheadStats:

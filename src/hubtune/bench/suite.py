@@ -23,7 +23,7 @@ from typing import Any
 
 from hubtune.bench.runner import Trajectory, fold_train_metadata, run_one
 
-CELL_FORMAT = 1
+CELL_FORMAT = 2  # 2: run_one goes through SearchLoop and its budget rules
 
 
 @dataclass(frozen=True)

@@ -221,3 +221,32 @@ def replay(journal: Journal) -> Replay:
     if session_start is not None and last_t is not None:
         elapsed += last_t - session_start
     return Replay(results, list(pending.values()), elapsed, settings, ended)
+
+
+class NullJournal(Journal):
+    """A journal that keeps nothing: no file, no heartbeat (replays in memory, e.g. ``hubtune bench``).
+
+    A loop with a null journal cannot be resumed; it is as fast as the loop itself.
+    """
+
+    def __init__(self) -> None:
+        self.path = Path(os.devnull)
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Build the event (as :meth:`Journal.append` would) and drop it."""
+        return {"event": event, "t": 0.0, **fields}
+
+    def repair(self) -> int:
+        return 0
+
+    def fold_heartbeat(self) -> float:
+        return 0.0
+
+    def start_heartbeat(self, session: float, interval: float = 2.0) -> None:
+        return None
+
+    def stop_heartbeat(self) -> None:
+        return None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(())

@@ -17,26 +17,44 @@ process, one at a time (the default), or on several Ray workers at once
 whenever a worker is free the optimizer is asked for the next step (it never
 proposes a trial that is still running), and results are told as they arrive.
 A step whose worker died is re-queued and continues from its last checkpoint.
+
+The loop reads the time from a :mod:`clock <hubtune.search.clock>`: the wall
+clock for a real run, or a simulated clock that a
+:class:`~hubtune.search.simexec.SimExecutor` advances by each step's simulated
+seconds (``hubtune bench`` replays every method through this same loop, with
+``out=None``: a null journal and no snapshots, nothing written to disk).
+
+The budget is a contract for every optimizer (:mod:`hubtune.search.budget`):
+before a step starts, the loop estimates its likely duration from the run's
+own measurements; a step that does not fit is shortened to the epochs that
+fit, or declined (told back to the optimizer, which proposes something
+else), and the loop stops when nothing fits any more. Time for the final
+export is kept back from the search (``export_allowance``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hubtune.core.atomic import write_json_atomic
 from hubtune.protocol.codec import result_to_dict, step_from_dict, step_to_dict
-from hubtune.protocol.steps import Evaluator, Optimizer, Step, StepResult, step_prediction
+from hubtune.protocol.steps import Evaluator, Optimizer, Step, StepResult
+from hubtune.search.budget import BudgetGuard, Verdict, export_allowance, nothing_fits
+from hubtune.search.clock import Clock, WallClock
 from hubtune.search.executor import Completion, Executor, InlineExecutor
-from hubtune.search.journal import Journal, replay
+from hubtune.search.journal import Journal, NullJournal, replay
 
 EventHook = Callable[[str, dict[str, Any]], None]
+ChargeHook = Callable[[str, Step | None, StepResult | None, float], None]
+"""``(kind, step, result, seconds)``: the optimizer spent ``seconds`` on an ``"ask"``
+(``step`` is what it proposed, maybe ``None``) or a ``"tell"`` (of ``result``)."""
+Allowance = float | Callable[[list[StepResult]], float] | None
 
 
 @dataclass
@@ -55,11 +73,12 @@ class Incumbent:
         for rec in result.records:
             if math.isfinite(rec.score) and rec.score > self.score:
                 self.score = rec.score
-                self.trial_id = result.trial_id
                 self.epoch = rec.epoch
-                self.config = result.step.config.to_dict()
-                self.time = at
                 improved = True
+        if improved:
+            self.trial_id = result.trial_id
+            self.config = result.step.config.to_dict()
+            self.time = at
         return improved
 
 
@@ -78,7 +97,8 @@ class SearchLoop:
     """Run an optimizer against an evaluator within a budget, journaling everything.
 
     Args:
-        out: the run folder (journal and optimizer snapshot live here).
+        out: the run folder (journal and optimizer snapshot live here); ``None``:
+            nothing is written (a null journal, no snapshots; cannot be resumed).
         optimizer: any :class:`~hubtune.protocol.steps.Optimizer`.
         evaluator: any :class:`~hubtune.protocol.steps.Evaluator`.
         budget: seconds for the whole search (all sessions together).
@@ -89,13 +109,22 @@ class SearchLoop:
         max_consecutive_failures: stop asking after this many failed results in a row.
         executor: runs the steps; default: ``evaluator`` in this process, one at a time.
         max_worker_losses: a step whose worker died this many times is recorded as failed.
+        clock: where the time comes from (default: the wall clock).
+        budget_rules: check every step against the remaining budget
+            (:class:`~hubtune.search.budget.BudgetGuard`); ``False``: start whatever
+            the optimizer proposes while any budget is left.
+        guard: the guard to use (default: ``BudgetGuard()``).
+        export_allowance: seconds kept back from the search for the final export,
+            or a function of the results so far (default:
+            :func:`~hubtune.search.budget.export_allowance`); ``None``: nothing.
+        on_charge: called with ``(kind, step, result, seconds)`` after every ask and tell.
     """
 
     SNAPSHOT = "optimizer_state.json"
 
     def __init__(
         self,
-        out: str | Path,
+        out: str | Path | None,
         optimizer: Optimizer,
         evaluator: Evaluator,
         budget: float,
@@ -106,45 +135,80 @@ class SearchLoop:
         max_consecutive_failures: int = 10,
         executor: Executor | None = None,
         max_worker_losses: int = 3,
+        clock: Clock | None = None,
+        budget_rules: bool = True,
+        guard: BudgetGuard | None = None,
+        export_allowance: Allowance = export_allowance,
+        on_charge: ChargeHook | None = None,
     ) -> None:
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.durable = out is not None
+        self.out = Path(out) if out is not None else Path(".")
+        if self.durable:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.clock: Clock = clock if clock is not None else WallClock()
+        self.guard: BudgetGuard | None = (guard or BudgetGuard()) if budget_rules else None
+        self.export_allowance = export_allowance if budget_rules else None
+        self.on_charge = on_charge
+        self._reserve = 0.0
+        self._predicted: dict[str, float | None] = {}
+        self._carry: dict[str, StepResult] = {}  # probes whose rest is running
         self.optimizer = optimizer
         self.evaluator = evaluator
         self.budget = float(budget)
         self.settings = settings or {}
         self.on_event = on_event or (lambda _e, _p: None)
+        self._listening = on_event is not None
         self.after_result = after_result
         self.max_steps = max_steps
         self.max_consecutive_failures = max_consecutive_failures
         self.executor: Executor = executor if executor is not None else InlineExecutor(evaluator)
         self.max_worker_losses = max_worker_losses
-        self.journal = Journal(self.out / "journal.jsonl")
+        self.journal = Journal(self.out / "journal.jsonl") if self.durable else NullJournal()
         self.incumbent = Incumbent()
         self.results: list[StepResult] = []
         self._pending: dict[str, Step] = {}
         self._prior_elapsed = 0.0
-        self._t0 = time.monotonic()
+        self._t0 = self.clock.now()
         self._clock_fixed = False
         self.recovered: list[str] = []  # what a resume repaired (told at start)
 
     # ------------------------------------------------------------- clock
     def start_clock(self, t0: float) -> None:
-        """Count this session's time from ``t0`` (a ``time.monotonic()`` value), e.g.
-        to charge data loading and setup that happened before :meth:`run`."""
+        """Count this session's time from ``t0`` (a reading of the loop's clock: a
+        ``time.monotonic()`` value on the wall clock), e.g. to charge data loading
+        and setup that happened before :meth:`run`."""
         self._t0 = t0
         self._clock_fixed = True
 
     def elapsed(self) -> float:
         """Seconds of budget used so far (earlier sessions included)."""
-        return self._prior_elapsed + (time.monotonic() - self._t0)
+        return self._prior_elapsed + (self.clock.now() - self._t0)
 
     def budget_left(self) -> float:
         """Seconds of budget left (never negative)."""
         return max(0.0, self.budget - self.elapsed())
 
+    def reserve(self) -> float:
+        """Seconds kept back from the search for the export (see ``export_allowance``)."""
+        return self._reserve
+
+    def left_for_steps(self) -> float:
+        """Seconds a new step may take: the budget left minus the export's allowance."""
+        return max(0.0, self.budget - self.elapsed() - self._reserve)
+
+    def _update_reserve(self) -> None:
+        allowance = self.export_allowance
+        if allowance is None:
+            self._reserve = 0.0
+        elif callable(allowance):
+            self._reserve = max(0.0, float(allowance(self.results)))
+        else:
+            self._reserve = max(0.0, float(allowance))
+
     # --------------------------------------------------------- snapshots
     def _snapshot(self) -> None:
+        if not self.durable:
+            return
         write_json_atomic(
             self.out / self.SNAPSHOT,
             {
@@ -180,6 +244,8 @@ class SearchLoop:
         for i, res in enumerate(history.results):
             self.results.append(res)
             self.incumbent.update(res, at=0.0)
+            if self.guard is not None:
+                self.guard.observe(res)
             if i >= n_told:
                 # Reached the journal after the last snapshot: tell it now.
                 self._pending.pop(res.trial_id, None)
@@ -192,30 +258,98 @@ class SearchLoop:
         """Trial ids of the steps asked for and not finished yet (never evict their checkpoints)."""
         return set(self._pending)
 
-    def _finish(self, result: StepResult, done: Completion | None = None) -> None:
+    def _ask(self) -> Step | None:
+        """The optimizer's next step (its time charged to the clock)."""
+        with self.clock.charged() as charge:
+            step = self.optimizer.ask(budget_left=self.left_for_steps())
+        if self.on_charge is not None:
+            self.on_charge("ask", step, None, charge.seconds)
+        return step
+
+    def _tell(self, result: StepResult) -> None:
+        with self.clock.charged() as charge:
+            self.optimizer.tell(result)
+        if self.on_charge is not None:
+            self.on_charge("tell", result.step, result, charge.seconds)
+
+    def _complete(self, done: Completion) -> None:
+        """A step's result arrived: finish it, or first continue a probe (see ``budget``)."""
+        result = done.result
+        assert result is not None
+        carried = self._carry.pop(result.trial_id, None)
+        if carried is not None:  # the rest of a probed step: the optimizer hears of both at once
+            assert self.guard is not None
+            self.guard.observe(result, self._predicted.pop(result.trial_id, None))
+            merged = StepResult(result.step, carried.records + result.records, result.status,
+                                result.reason, carried.seconds + result.seconds)
+            self._finish(merged, done, observed=True)
+            return
+        if (self.guard is not None and result.step.info.get("probe") and result.status == "ok"
+                and result.records):
+            self.guard.observe(result, self._predicted.pop(result.trial_id, None))
+            if not self._continue_probe(result):
+                info = {k: v for k, v in result.step.info.items() if k != "probe"}
+                result.step = replace(result.step, info=info)  # as shortened: no room for more
+                self._finish(result, done, observed=True)
+            return
+        self._finish(result, done)
+
+    def _continue_probe(self, probe: StepResult) -> bool:
+        """Start the rest of a probed step if it fits (now that its epoch is measured)."""
+        assert self.guard is not None
+        asked = int(probe.step.info["shortened_from"])
+        info = {k: v for k, v in probe.step.info.items() if k not in ("probe", "shortened_from")}
+        if self._why_stop(0) is not None or self.executor.free_slots() < 1:
+            return False
+        verdict = self.guard.vet(replace(probe.step, to_epoch=asked, info=info),
+                                 self.left_for_steps())
+        if verdict.action == "decline":
+            return False
+        step = verdict.step
+        self._carry[step.trial_id] = probe
+        self._predicted[step.trial_id] = verdict.raw
+        self._pending[step.trial_id] = step
+        if self.durable:
+            self.journal.append("note", what="probe", **result_to_dict(probe))
+            self.journal.append("ask", step=step_to_dict(step))
+        self._snapshot()
+        self._submit(step)
+        return True
+
+    def _finish(self, result: StepResult, done: Completion | None = None,
+                observed: bool = False) -> None:
         self._pending.pop(result.trial_id, None)
-        extra: dict[str, Any] = {}
-        if done is not None:
-            extra = {"worker": done.worker, "started": done.started,
-                     "finished": done.finished, **done.where}
-        self.journal.append("result", **result_to_dict(result), **extra)
+        asked = result.step.info.get("shortened_from")
+        if asked is not None and result.status == "ok" and not result.step.info.get("probe"):
+            # Shortened to the epochs that fit: the budget leaves no room for more.
+            result.status = "ended"
+            result.reason = f"shortened to fit the budget (asked for epoch {asked})"
+        if self.durable:
+            extra: dict[str, Any] = {}
+            if done is not None:
+                extra = {"worker": done.worker, "started": done.started,
+                         "finished": done.finished, **done.where}
+            self.journal.append("result", **result_to_dict(result), **extra)
         self.results.append(result)
+        if self.guard is not None:
+            if not observed:
+                self.guard.observe(result, self._predicted.pop(result.trial_id, None))
+            self._update_reserve()
         improved = self.incumbent.update(result, at=self.elapsed())
-        self.optimizer.tell(result)
+        self._tell(result)
         self._snapshot()
         if self.after_result is not None:
             self.after_result(result, self.incumbent)
-        self.on_event(
-            "result",
-            {"result": result, "incumbent": self.incumbent, "improved": improved,
+        if self._listening:
+            self.on_event("result", {"result": result, "incumbent": self.incumbent, "improved": improved,
              "elapsed": self.elapsed(), "budget": self.budget,
-             "worker": done.worker if done is not None else 0},
-        )
+             "worker": done.worker if done is not None else 0})
 
     def _submit(self, step: Step) -> None:
         worker = self.executor.submit(step)
-        self.on_event("step", {"step": step, "worker": worker, "elapsed": self.elapsed(),
-                               "budget": self.budget})
+        if self._listening:
+            self.on_event("step", {"step": step, "worker": worker, "elapsed": self.elapsed(),
+                                   "budget": self.budget})
 
     def _lost(self, done: Completion, losses: dict[tuple[str, int], int],
               queue: deque[Step]) -> None:
@@ -253,9 +387,51 @@ class SearchLoop:
             return f"{failing} candidates failed in a row (last: {self.results[-1].reason})"
         if self.max_steps is not None and steps >= self.max_steps:
             return "max_steps"
-        if self.budget_left() <= 0:
+        if self.guard is None:
+            return "budget" if self.budget_left() <= 0 else None
+        left = self.left_for_steps()
+        if left <= 0 or nothing_fits(left, self.guard.cheapest, self.guard.margin()):
             return "budget"
         return None
+
+    def _decline(self, verdict: Verdict) -> None:
+        """Tell the optimizer that ``verdict.step`` will not run (it does not fit the budget).
+
+        An optimizer with a ``decline(step, reason)`` method is told through it;
+        any other gets a result with no epochs, status ``failed``, reason ``declined: ...``.
+        """
+        assert self.guard is not None
+        self.guard.declines += 1
+        step, left = verdict.step, self.left_for_steps()
+        if self.durable:
+            self.journal.append("note", what="declined", step=step_to_dict(step),
+                                predicted_seconds=verdict.predicted, left=left, why=verdict.why)
+        self.on_event("declined", {"step": step, "predicted": verdict.predicted, "left": left,
+                                   "why": verdict.why, "elapsed": self.elapsed(),
+                                   "budget": self.budget})
+        decline = getattr(self.optimizer, "decline", None)
+        if callable(decline):
+            with self.clock.charged():
+                decline(step, verdict.why)
+        else:
+            self._tell(StepResult(step, [], status="failed", reason=f"declined: {verdict.why}"))
+        self._snapshot()
+
+    def _vet(self, step: Step) -> Step | None:
+        """The step to start for the optimizer's ``step`` (maybe shortened), or None if declined."""
+        if self.guard is None:
+            return step
+        verdict = self.guard.vet(step, self.left_for_steps())
+        if verdict.action == "decline":
+            self._decline(verdict)
+            return None
+        self.guard.declines = 0
+        self._predicted[step.trial_id] = verdict.raw
+        if verdict.action == "shorten" and self.durable:
+            self.journal.append("note", what="shortened", trial_id=step.trial_id,
+                                asked_epoch=step.to_epoch, to_epoch=verdict.step.to_epoch,
+                                predicted_seconds=verdict.predicted, left=self.left_for_steps())
+        return verdict.step
 
     def _fill(self, queue: deque[Step], steps: int, may_ask: bool) -> tuple[int, str | None]:
         """Start steps on free slots: re-queued ones first, then (if ``may_ask``) the optimizer's.
@@ -265,7 +441,8 @@ class SearchLoop:
         while self.executor.free_slots() > 0:
             if queue:
                 step = queue.popleft()
-                self.journal.append("note", what="redo", step=step_to_dict(step))
+                if self.durable:
+                    self.journal.append("note", what="redo", step=step_to_dict(step))
                 self._submit(step)
                 continue
             if not may_ask:
@@ -273,18 +450,27 @@ class SearchLoop:
             why = self._why_stop(steps)
             if why is not None:
                 return steps, why
-            step = self.optimizer.ask(budget_left=self.budget_left())
+            if self.guard is not None and not self.guard.may_start_beside(
+                    len(self.executor.running())):
+                return steps, None  # nothing measured yet: one step at a time
+            step = self._ask()
             if step is None:
                 # With steps still running the optimizer may have more once they report.
-                return steps, (None if self.executor.running() else "exhausted")
-            predicted = step_prediction(step, "seconds")
-            if predicted is not None and predicted > self.budget_left():
-                # Not worth starting: it would not finish within the budget.
-                self.journal.append("note", what="declined", step=step_to_dict(step),
-                                    predicted_seconds=predicted, left=self.budget_left())
-                return steps, "budget"
+                if self.executor.running():
+                    return steps, None
+                # Right after declines: what is left was declined, the budget ended the search.
+                return steps, ("budget" if self.guard is not None and self.guard.declines
+                               else "exhausted")
+            vetted = self._vet(step)
+            if vetted is None:
+                assert self.guard is not None
+                if self.guard.declines >= self.guard.max_declines:
+                    return steps, "budget"
+                continue
+            step = vetted
             self._pending[step.trial_id] = step
-            self.journal.append("ask", step=step_to_dict(step))
+            if self.durable:
+                self.journal.append("ask", step=step_to_dict(step))
             self._snapshot()
             self._submit(step)
             steps += 1
@@ -297,7 +483,7 @@ class SearchLoop:
         Once no further step may start (budget spent, nothing left to propose),
         the steps still running are waited for, and their results kept.
         """
-        resumed = self.journal.path.exists()
+        resumed = self.durable and self.journal.path.exists()
         torn = self.journal.repair() if resumed else 0
         if torn:
             self.recovered.append(f"the journal's last line was torn: {torn} bytes moved to "
@@ -306,12 +492,13 @@ class SearchLoop:
             self.journal.fold_heartbeat()  # charge a dead session up to its last heartbeat
         redo = self._restore() if resumed else []
         if not self._clock_fixed:
-            self._t0 = time.monotonic()
+            self._t0 = self.clock.now()
+        self._update_reserve()
         # ``setup``: this session's seconds before its start event (process start-up,
         # data loading), which the budget charges too (replay adds it back).
         entry = self.journal.append("start", settings=self.settings, resumed=resumed,
                                     workers=self.executor.slots,
-                                    setup=round(max(0.0, time.monotonic() - self._t0), 3))
+                                    setup=round(max(0.0, self.clock.now() - self._t0), 3))
         self.journal.start_heartbeat(entry["t"])
         for msg in self.recovered:
             self.journal.append("note", what="recovered", message=msg)
@@ -332,8 +519,9 @@ class SearchLoop:
                 break
             if why is not None and not draining and not queue:
                 draining = True
-                self.journal.append("note", what="drain", why=why,
-                                    running=[step_to_dict(s) for s in running.values()])
+                if self.durable:
+                    self.journal.append("note", what="drain", why=why,
+                                        running=[step_to_dict(s) for s in running.values()])
                 self.on_event("drain", {"why": why, "running": dict(running),
                                         "elapsed": self.elapsed(), "budget": self.budget})
             for done in self.executor.wait():
@@ -341,7 +529,7 @@ class SearchLoop:
                     self._lost(done, losses, queue)
                 else:
                     assert done.result is not None
-                    self._finish(done.result, done)
+                    self._complete(done)
         why = why or "exhausted"
         elapsed = self.elapsed()
         self.journal.append("end", why=why, elapsed=elapsed)
