@@ -1,0 +1,111 @@
+"""Ray Tune + hubtune's quicktune: a user's own trainable, paused and resumed from its checkpoint.
+
+A real local Ray instance runs a tiny torch model on scikit-learn's digits whose
+``lr``, ``batch_size`` and ``weight_decay`` come from hubtune's configurations;
+:class:`FreezeThawScheduler` pauses each trial at the epoch the optimizer asked
+for and resumes the one it asks next, from the trial's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="needs Ray Tune (pip install 'hubtune[ray]')")
+tune = pytest.importorskip("ray.tune")
+
+from hubtune.core.errors import RunError  # noqa: E402
+from hubtune.integrations.ray_tune import FreezeThawScheduler, QuickTuneSearcher  # noqa: E402
+
+DATASET = {"n_images": 500, "n_classes": 10, "mean_resolution": 8, "channels": 1}
+
+
+def train(config):
+    """The user's trainable: a linear softmax model, one report (and checkpoint) per epoch."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x, dtype=torch.float32) / 16.0
+    y = torch.tensor(y)
+    model = torch.nn.Linear(64, 10)
+    opt = torch.optim.SGD(model.parameters(), lr=config["lr"] * 10,
+                          weight_decay=config["weight_decay"])
+    start = 0
+    if (checkpoint := tune.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as folder:
+            model.load_state_dict(load_file(os.path.join(folder, "model.safetensors")))
+            with open(os.path.join(folder, "state.json")) as f:
+                start = json.load(f)["epoch"]
+    for epoch in range(start + 1, config["max_epochs"] + 1):
+        for i in torch.randperm(500).split(config["batch_size"]):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[i]), y[i]).backward()
+            opt.step()
+        with torch.no_grad():
+            acc = (model(x[1500:]).argmax(1) == y[1500:]).float().mean().item()
+        with tempfile.TemporaryDirectory() as folder:
+            save_file(model.state_dict(), os.path.join(folder, "model.safetensors"))
+            with open(os.path.join(folder, "state.json"), "w") as f:
+                json.dump({"epoch": epoch}, f)
+            tune.report({"val_acc": acc, "epoch": epoch, "resumed_from": start},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import sys
+
+    from ray import cloudpickle
+
+    # the workers cannot import this test module: ship ``train`` by value
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def test_trials_are_paused_and_resumed_from_their_checkpoints(local_ray, tmp_path):
+    # hubtune's ASHA (over the same finetuning space, through the same searcher) promotes
+    # the best of its first three one-epoch trials at step 4: a resume for certain.
+    # (quicktune's own runs are the doc example's, tests/test_integrations_docs.py.)
+    searcher = QuickTuneSearcher(models=["test_resnet"], max_epochs=4, dataset=DATASET,
+                                 metric="val_acc", mode="max", max_steps=5, optimizer="asha")
+    scheduler = FreezeThawScheduler(searcher)
+    tuner = tune.Tuner(
+        tune.with_resources(train, {"cpu": 1}),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
+                                    trial_dirname_creator=lambda t: t.trial_id),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    grid = tuner.fit()
+    assert len(searcher.results) == 5 and all(r.status == "ok" for r in searcher.results)
+    assert scheduler.resumed, scheduler.debug_string()
+    # every hubtune trial's told epochs run 1, 2, 3, ... across its steps (no restart)
+    for tid in {r.trial_id for r in searcher.results}:
+        epochs = [rec.epoch for r in searcher.results if r.trial_id == tid for rec in r.records]
+        assert epochs == list(range(1, len(epochs) + 1)), (tid, epochs)
+    by_id = {r.metrics["trial_id"]: r for r in grid}
+    for ray_id in scheduler.resumed:
+        df = by_id[ray_id].metrics_dataframe
+        assert list(df["epoch"]) == list(range(1, len(df) + 1))  # epochs continue
+        resumed = df[df["resumed_from"] > 0]
+        assert len(resumed) > 0  # the trainable loaded its checkpoint
+        first = resumed.iloc[0]
+        assert first["epoch"] == first["resumed_from"] + 1
+        assert int(first["resumed_from"]) in scheduler.paused_at[ray_id]
+    config, score, _ = searcher.best()
+    assert config is not None and config["model"] == "test_resnet" and 0 < score <= 1
+
+
+def test_bad_arguments_are_one_line_errors():
+    with pytest.raises(RunError, match="mode must be 'max' or 'min'"):
+        QuickTuneSearcher(models=["test_resnet"], max_epochs=2, dataset=DATASET, mode="up")
+    with pytest.raises(RunError, match="dataset must give n_images and n_classes"):
+        QuickTuneSearcher(models=["test_resnet"], max_epochs=2, dataset={"n_images": 5})
