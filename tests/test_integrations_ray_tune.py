@@ -71,6 +71,43 @@ def local_ray():
     ray.shutdown()
 
 
+def _fit(searcher: QuickTuneSearcher, scheduler: FreezeThawScheduler, storage) -> object:
+    tuner = tune.Tuner(
+        tune.with_resources(train, {"cpu": 1}),
+        # reuse_actors: a resumed or new trial reuses a worker (no new process per step)
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
+                                    reuse_actors=True,
+                                    trial_dirname_creator=lambda t: t.trial_id),
+        run_config=tune.RunConfig(storage_path=str(storage), verbose=0),
+    )
+    return tuner.fit()
+
+
+def _assert_epochs_continue(searcher: QuickTuneSearcher) -> None:
+    """Every hubtune trial's told epochs run 1, 2, 3, ... across its steps (no restart)."""
+    for tid in {r.trial_id for r in searcher.results}:
+        epochs = [rec.epoch for r in searcher.results if r.trial_id == tid for rec in r.records]
+        assert epochs == list(range(1, len(epochs) + 1)), (tid, epochs)
+
+
+def test_quicktune_drives_ray_trials_step_by_step(local_ray, tmp_path):
+    searcher = QuickTuneSearcher(models=["test_resnet", "test_efficientnet"], max_epochs=4,
+                                 dataset=DATASET, metric="val_acc", mode="max", max_steps=12)
+    scheduler = FreezeThawScheduler(searcher)
+    grid = _fit(searcher, scheduler, tmp_path)
+    assert len(searcher.results) == 12 and all(r.status == "ok" for r in searcher.results)
+    assert {r.step.config.model for r in searcher.results} == {"test_resnet", "test_efficientnet"}
+    _assert_epochs_continue(searcher)
+    assert scheduler.paused_at  # trials were stopped at the epoch quicktune asked for
+    by_id = {r.metrics["trial_id"]: r for r in grid}
+    for tid, ray_id in searcher.ray_of.items():
+        told = [rec.epoch for r in searcher.results if r.trial_id == tid for rec in r.records]
+        df = by_id[ray_id].metrics_dataframe
+        assert list(df["epoch"]) == told[-len(df):]  # Ray ran the epochs the optimizer asked for
+        assert df["config/lr"].iloc[0] == searcher.results[
+            [r.trial_id for r in searcher.results].index(tid)].step.config.lr
+
+
 def test_trials_are_paused_and_resumed_from_their_checkpoints(local_ray, tmp_path):
     # hubtune's ASHA (over the same finetuning space, through the same searcher) promotes
     # the best of its first three one-epoch trials at step 4: a resume for certain.
@@ -78,23 +115,17 @@ def test_trials_are_paused_and_resumed_from_their_checkpoints(local_ray, tmp_pat
     searcher = QuickTuneSearcher(models=["test_resnet"], max_epochs=4, dataset=DATASET,
                                  metric="val_acc", mode="max", max_steps=5, optimizer="asha")
     scheduler = FreezeThawScheduler(searcher)
-    tuner = tune.Tuner(
-        tune.with_resources(train, {"cpu": 1}),
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
-                                    trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
-    )
-    grid = tuner.fit()
+    grid = _fit(searcher, scheduler, tmp_path)
     assert len(searcher.results) == 5 and all(r.status == "ok" for r in searcher.results)
     assert scheduler.resumed, scheduler.debug_string()
-    # every hubtune trial's told epochs run 1, 2, 3, ... across its steps (no restart)
-    for tid in {r.trial_id for r in searcher.results}:
-        epochs = [rec.epoch for r in searcher.results if r.trial_id == tid for rec in r.records]
-        assert epochs == list(range(1, len(epochs) + 1)), (tid, epochs)
+    _assert_epochs_continue(searcher)
     by_id = {r.metrics["trial_id"]: r for r in grid}
     for ray_id in scheduler.resumed:
+        # (with reused actors Ray's dataframe may hold only the rows since the last resume)
         df = by_id[ray_id].metrics_dataframe
-        assert list(df["epoch"]) == list(range(1, len(df) + 1))  # epochs continue
+        tid = searcher.hub_of[ray_id]
+        told = [rec.epoch for r in searcher.results if r.trial_id == tid for rec in r.records]
+        assert list(df["epoch"]) == told[-len(df):] and len(told) > scheduler.paused_at[ray_id][0]
         resumed = df[df["resumed_from"] > 0]
         assert len(resumed) > 0  # the trainable loaded its checkpoint
         first = resumed.iloc[0]
