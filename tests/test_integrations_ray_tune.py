@@ -140,3 +140,27 @@ def test_bad_arguments_are_one_line_errors():
         QuickTuneSearcher(models=["test_resnet"], max_epochs=2, dataset=DATASET, mode="up")
     with pytest.raises(RunError, match="dataset must give n_images and n_classes"):
         QuickTuneSearcher(models=["test_resnet"], max_epochs=2, dataset={"n_images": 5})
+
+
+def test_searcher_decisions_without_ray_running():
+    """The searcher's own bookkeeping: new trials, pauses, a resume wish, repeated epochs, mode."""
+    s = QuickTuneSearcher(models=["test_resnet"], max_epochs=4, dataset=DATASET, metric="err",
+                          mode="min", optimizer="asha", max_steps=10)
+    scores = {"r1": 0.2, "r2": 0.6, "r3": 0.5}  # error rates: r1 is the best
+    decisions = []
+    for ray_id, err in scores.items():
+        config = s.suggest(ray_id)
+        assert isinstance(config, dict) and config["max_epochs"] == 4
+        assert config["hubtune_trial_id"] == s.hub_of[ray_id]
+        decisions.append(s.observe(ray_id, {"err": err, "epoch": 1}))
+        assert s.observe(ray_id, {"err": err, "epoch": 1}) == "continue"  # told once only
+    assert decisions == ["pause", "pause", "pause"]
+    assert [r.records[0].score for r in s.results] == [pytest.approx(1 - e) for e in scores.values()]
+    assert s.resume == [s.hub_of["r1"]]  # ASHA promotes the best: resume r1, no new trial
+    assert s.suggest("r4") is None and "r4" not in s.hub_of
+    assert s.best()[1] == pytest.approx(0.8)
+
+
+def test_a_spent_budget_finishes_the_search():
+    s = QuickTuneSearcher(models=["test_resnet"], max_epochs=2, dataset=DATASET, budget_s=0.0)
+    assert s.suggest("r1") == "FINISHED" and s.finished()

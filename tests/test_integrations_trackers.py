@@ -122,3 +122,32 @@ def test_missing_library_names_the_extra(monkeypatch):
                         lambda name, *a: None if name == "mlflow" else real(name, *a))
     with pytest.raises(RunError, match=r"pip install 'hubtune\[mlflow\]'"):
         parse_log_to(["mlflow"])
+
+
+class _BrokenTracker:
+    """A tracker whose backend went away mid-run (every call raises)."""
+
+    def log_result(self, *args):
+        raise OSError("tracking server unreachable")
+
+    log_final = close = log_result
+
+
+def test_a_tracker_failing_mid_run_is_dropped_with_a_notice(tmp_path):
+    from hubtune.core.records import EpochRecord
+    from hubtune.integrations.trackers import LoggerSet, TensorBoardLogger
+    from hubtune.protocol.steps import Step, StepResult
+    from hubtune.search.loop import Incumbent
+    from hubtune.space.config import Config
+
+    notices = []
+    tb = TensorBoardLogger(tmp_path)
+    loggers = LoggerSet([_BrokenTracker(), tb], notice=notices.append)
+    res = StepResult(Step("t1", Config(model="test_resnet"), 1), [EpochRecord(epoch=1, score=0.5)])
+    inc = Incumbent()
+    inc.update(res, 0.0)
+    loggers.log_result(res, inc, [res])
+    loggers.log_final({"val": {"top1": 0.5}}, None, [res])
+    loggers.close()
+    assert loggers.loggers == [tb] and len(notices) == 1
+    assert "_BrokenTracker stopped logging (OSError: tracking server unreachable)" in notices[0]
