@@ -93,7 +93,12 @@ def test_a_resumed_run_continues_the_same_mlflow_run(run):
 
     out, _ = run
     before = json.loads((out / "mlflow.json").read_text())
-    _tuner(out, 55).fit("digits:200")  # budget extended: the search goes on
+    # resumed through the CLI flag, budget extended: the search goes on
+    res = CliRunner().invoke(app, [
+        "run", "digits:200", "--out", str(out), "--budget", "55", "--models",
+        "test_resnet,test_efficientnet", "--max-epochs", "3", "--image-size", "32",
+        "--no-pretrained", "--threads", "1", "--log", "quiet", "--log-to", "tensorboard,mlflow"])
+    assert res.exit_code == 0, res.output
     after = json.loads((out / "mlflow.json").read_text())
     assert after["run_id"] == before["run_id"]
     client = MlflowClient(tracking_uri=after["tracking_uri"])
