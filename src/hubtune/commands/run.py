@@ -60,6 +60,11 @@ def register(app: typer.Typer) -> None:
         ray_address: str | None = typer.Option(None, help="Join a running Ray cluster (auto or "
                                                "HOST:PORT) instead of starting a local one; "
                                                "--out must be on a filesystem all nodes share."),
+        log_to: str | None = typer.Option(None, help="Experiment trackers fed every step, "
+                                          "the incumbent and the exported model: tensorboard "
+                                          "(RUN/tensorboard), mlflow (sqlite:///RUN/mlflow.db "
+                                          "unless MLFLOW_TRACKING_URI is set), or both: "
+                                          "tensorboard,mlflow. See docs/integrations.md."),
     ) -> None:
         """Search which model to finetune and how, within a time budget; export the best model."""
         from hubtune.core.process import command_started
@@ -94,7 +99,7 @@ def register(app: typer.Typer) -> None:
                 final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
                 workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
                 ray_address=ray_address, surrogate=surrogate, metric=metric, on_event=display,
-                started=started,
+                started=started, log_to=log_to,
             )
             result = tuner.fit(data)
         except (DataError, HubError, ConfigError, RunError, DurationError, QuotaError,

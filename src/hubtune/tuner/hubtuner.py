@@ -182,6 +182,9 @@ class HubTuner:
         on_event: callback ``(event, payload)`` for progress display.
         started: a ``time.monotonic()`` value from which the budget is charged
             (default: when the tuner is created; ``hubtune run`` passes its process start).
+        log_to: experiment trackers fed every told step and the exported model:
+            ``"tensorboard"``, ``"mlflow"`` (a list or ``"tensorboard,mlflow"``; see
+            ``docs/integrations.md``).
     """
 
     def __init__(
@@ -210,6 +213,7 @@ class HubTuner:
         metric: str = "top1",
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         started: float | None = None,
+        log_to: str | Sequence[str] | None = None,
     ) -> None:
         from hubtune.core.units import parse_duration, parse_size
         from hubtune.tuner.options import check_run_options
@@ -237,6 +241,9 @@ class HubTuner:
         # auto -> cuda, mps or cpu; a cluster's driver may lack the GPUs its workers have
         device = resolve_device(device, check_available=not ray_address)
         gpu_list = _check_parallel(workers, gpus, gpus_per_trial, ray_address, device)
+        from hubtune.integrations.trackers import parse_log_to
+
+        self._log_to = parse_log_to(log_to)  # unknown or uninstalled tracker: RunError now
         if surrogate is not None:
             from hubtune.surrogate.cache import load_default_surrogate
             from hubtune.surrogate.model import SurrogateError
@@ -362,8 +369,13 @@ class HubTuner:
             trainer.on_batch = lambda e, b, n: self.on_event(
                 "progress", {"epoch": e + 1, "batch": b, "batches": n})
         evaluator = _ContinuationGuard(trainer)
+        from hubtune.integrations.trackers import LoggerSet, make_loggers
+
+        self._loggers = LoggerSet(make_loggers(self._log_to, self.out, settings.to_dict()),
+                                  notice=lambda m: self.on_event("notice", {"message": m}))
 
         def after_result(result: StepResult, incumbent: Any) -> None:
+            self._loggers.log_result(result, incumbent, loop.results)
             best: dict[str, float] = {}
             for r in loop.results:
                 for rec in r.records:
@@ -398,6 +410,7 @@ class HubTuner:
                 loop.journal.stop_heartbeat()  # also when the run raised (library use)
             if executor is not None:
                 executor.close()
+            self._loggers.close()
 
     def _setup_event(self, stage: str, settings: RunSettings) -> None:
         """Tell the display what set-up is doing (before the search loop's ``start``)."""
@@ -528,4 +541,5 @@ class HubTuner:
         (self.out / "result.json").write_text(json.dumps({
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
         }, indent=2, default=str))
+        self._loggers.log_final(metrics, best_dir, loop.results)
         return result
