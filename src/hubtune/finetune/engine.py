@@ -113,6 +113,7 @@ def advance(
     weights_path: str | Path | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_batch: Callable[[int, int, int], None] | None = None,
+    stop_at: float | None = None,
 ) -> AdvanceResult:
     """Train the trial in ``workdir`` (``config`` on ``data``) from where it stands to ``to_epoch``.
 
@@ -129,6 +130,11 @@ def advance(
         weights_path: local weights file for the hub model.
         on_epoch: called with each finished epoch's record (progress display).
         on_batch: called after each training batch (see :attr:`Trial.on_batch`).
+        stop_at: a deadline (``time.time()``) the call keeps (see :func:`stop_rule`):
+            no further epoch starts when the last one's duration would pass it
+            (status ``ended``, the epochs done are saved), and the first epoch of the
+            call is abandoned mid-way once it is passed (status ``failed``; the
+            checkpoint stays where it was).
 
     Returns:
         An :class:`AdvanceResult` with the epochs trained by this call; nothing is
@@ -169,7 +175,7 @@ def advance(
             with torch.random.fork_rng(devices=[]):
                 return _advance(
                     config, to_epoch, data, workdir, max_epochs, seed, device,
-                    pretrained, weights_path, on_epoch, start, on_batch,
+                    pretrained, weights_path, on_epoch, start, on_batch, stop_at,
                 )
         finally:
             torch.set_num_threads(old_threads)
@@ -190,6 +196,7 @@ def _advance(
     on_epoch: Callable[[EpochRecord], None] | None,
     start: float,
     on_batch: Callable[[int, int, int], None] | None = None,
+    stop_at: float | None = None,
 ) -> AdvanceResult:
     resuming = has_checkpoint(workdir)
     # A resumed trial gets its weights from the checkpoint; the pretrained ones
@@ -199,7 +206,7 @@ def _advance(
         config, data, max_epochs, seed=seed, device=device, pretrained=pretrained,
         weights_path=weights_path, load_weights=pretrained and (needs_reference or not resuming),
     )
-    trial.on_batch = on_batch
+    trial.on_batch = _deadline_watch(on_batch, stop_at)
     if resuming:
         trial.load(workdir)
         _sync_records_file(workdir, trial.records)
@@ -214,6 +221,13 @@ def _advance(
     reason: str | None = None
     while trial.epoch < to_epoch:
         epoch = trial.epoch
+        if new and stop_rule(stop_at, time.time(), _epoch_seconds(new[-1])) == "stop":
+            status = "ended"
+            reason = (f"stopped after epoch {epoch} of the {to_epoch} asked: one more epoch "
+                      f"(~{_epoch_seconds(new[-1]):.0f}s) would pass the run's deadline")
+            break
+        if new:
+            trial.on_batch = on_batch  # epochs done this call: stop at boundaries only
         try:
             record = _run_epoch(trial, epoch)
         except _Diverged as exc:
@@ -221,6 +235,11 @@ def _advance(
             break
         except _OutOfMemory as exc:
             status, reason = "failed", str(exc)
+            break
+        except _OutOfTime:
+            status = "failed"
+            reason = (f"abandoned mid-way through epoch {epoch + 1}: the run's deadline "
+                      f"passed (budget spent)")
             break
         if not new:
             record.checkpoint_seconds += restore_seconds
@@ -233,7 +252,7 @@ def _advance(
     if status == "diverged":
         _write_diverged(workdir, reason or "diverged", trial.epoch)
     if new:
-        if status == "ok":
+        if status in ("ok", "ended"):
             save_seconds = trial.save(workdir)
             new[-1].checkpoint_seconds += save_seconds
         _append_records(workdir, new)
@@ -245,6 +264,41 @@ def _advance(
 
 class _OutOfMemory(Exception):
     pass
+
+
+class _OutOfTime(Exception):
+    """The run's deadline passed during a step's first epoch."""
+
+
+def stop_rule(stop_at: float | None, now: float, last_epoch_seconds: float) -> str:
+    """``"stop"`` if another epoch of ``last_epoch_seconds`` would end after ``stop_at``.
+
+    Example:
+        >>> stop_rule(100.0, 90.0, 5.0), stop_rule(100.0, 96.0, 5.0), stop_rule(None, 0, 1e9)
+        ('go', 'stop', 'go')
+    """
+    if stop_at is None or now + last_epoch_seconds <= stop_at:
+        return "go"
+    return "stop"
+
+
+def _epoch_seconds(record: EpochRecord) -> float:
+    return float(record.train_seconds + record.eval_seconds)
+
+
+def _deadline_watch(on_batch: Callable[[int, int, int], None] | None,
+                    stop_at: float | None) -> Callable[[int, int, int], None] | None:
+    """``on_batch`` that also raises :class:`_OutOfTime` once ``stop_at`` has passed."""
+    if stop_at is None:
+        return on_batch
+
+    def watch(epoch: int, done: int, total: int) -> None:
+        if on_batch is not None:
+            on_batch(epoch, done, total)
+        if time.time() > stop_at:
+            raise _OutOfTime
+
+    return watch
 
 
 def _run_epoch(trial: Trial, epoch: int) -> EpochRecord:

@@ -109,6 +109,7 @@ class TrainerEvaluator:
                 pretrained=self.pretrained,
                 weights_path=self.weights_paths.get(step.config.model),
                 on_batch=self.on_batch,
+                stop_at=step.info.get("stop_at"),  # the run's deadline (set by the search loop)
             )
         except Exception as exc:  # one broken trial must not end the search
             return StepResult(

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -345,7 +346,17 @@ class SearchLoop:
              "elapsed": self.elapsed(), "budget": self.budget,
              "worker": done.worker if done is not None else 0})
 
+    def deadline_grace(self) -> float:
+        """Seconds past the budget a step may run before the trainer abandons it (1%)."""
+        return 0.01 * self.budget
+
     def _submit(self, step: Step) -> None:
+        if isinstance(self.clock, WallClock) and math.isfinite(self.budget):
+            # The trainer keeps this deadline itself: no epoch starts that would pass it,
+            # and a first epoch still running at it is abandoned (the budget is a promise
+            # even for a step no estimate could foresee).
+            step.info["stop_at"] = (time.time() + self.left_for_steps()
+                                    + self.deadline_grace())
         worker = self.executor.submit(step)
         if self._listening:
             self.on_event("step", {"step": step, "worker": worker, "elapsed": self.elapsed(),
@@ -441,6 +452,12 @@ class SearchLoop:
         while self.executor.free_slots() > 0:
             if queue:
                 step = queue.popleft()
+                if self.left_for_steps() <= 0:
+                    # Interrupted, but the budget is spent: told as failed, not redone.
+                    self._finish(StepResult(
+                        step=step, records=[], status="failed",
+                        reason="interrupted, and not redone: the budget was spent"))
+                    continue
                 if self.durable:
                     self.journal.append("note", what="redo", step=step_to_dict(step))
                 self._submit(step)

@@ -1,0 +1,57 @@
+"""The trainer keeps the run's deadline (``stop_at``) itself (issue #14, budget contract).
+
+A step that no estimate foresaw (e.g. the first epoch of a never-run config with
+batch size 2) used to run to its end, far past the budget. Now no epoch starts
+that would pass the deadline, and a first epoch still running at it is abandoned.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hubtune.data import load_dataset
+from hubtune.finetune import advance, read_records
+from hubtune.finetune.checkpoint import has_checkpoint
+from hubtune.finetune.engine import stop_rule
+from hubtune.space import Config
+
+CFG = Config(model="test_resnet", batch_size=16, lr=0.01)
+
+
+def _ds():
+    return load_dataset("digits", image_size=32, subset=200, seed=0)
+
+
+def test_stop_rule_lets_an_epoch_start_only_if_it_ends_before_the_deadline():
+    assert stop_rule(None, 1e9, 1e9) == "go"
+    assert stop_rule(100.0, 94.0, 5.0) == "go"
+    assert stop_rule(100.0, 96.0, 5.0) == "stop"
+
+
+def test_a_first_epoch_running_at_the_deadline_is_abandoned_and_nothing_is_saved(tmp_path):
+    res = advance(CFG, 2, data=_ds(), workdir=tmp_path / "t", max_epochs=4,
+                  pretrained=False, num_threads=1, stop_at=time.time() - 1.0)
+    assert res.status == "failed" and "deadline" in (res.reason or "")
+    assert res.records == [] and not has_checkpoint(tmp_path / "t")
+
+
+def test_no_epoch_starts_that_would_pass_the_deadline(tmp_path):
+    ds = _ds()
+    first = advance(CFG, 1, data=ds, workdir=tmp_path / "t", max_epochs=4, pretrained=False,
+                    num_threads=1)
+    epoch_s = first.records[0].train_seconds + first.records[0].eval_seconds
+    # Room for one more epoch but not two: the step to epoch 4 stops after epoch 2.
+    res = advance(CFG, 4, data=ds, workdir=tmp_path / "t", max_epochs=4, pretrained=False,
+                  num_threads=1, stop_at=time.time() + 1.6 * epoch_s)
+    assert res.status in ("ended", "ok")
+    done = [r.epoch for r in read_records(tmp_path / "t")]
+    assert done[:2] == [1, 2] and done == sorted(set(done))
+    if res.status == "ended":  # the usual case: epoch 3 would not have fitted
+        assert "deadline" in (res.reason or "") and res.epoch == done[-1] < 4
+        assert has_checkpoint(tmp_path / "t")  # the epochs done are kept
+
+
+def test_without_a_deadline_nothing_changes(tmp_path):
+    res = advance(CFG, 2, data=_ds(), workdir=tmp_path / "t", max_epochs=4, pretrained=False,
+                  num_threads=1)
+    assert res.status == "ok" and [r.epoch for r in res.records] == [1, 2]
