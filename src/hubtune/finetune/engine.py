@@ -206,14 +206,21 @@ def _advance(
         config, data, max_epochs, seed=seed, device=device, pretrained=pretrained,
         weights_path=weights_path, load_weights=pretrained and (needs_reference or not resuming),
     )
-    trial.on_batch = _deadline_watch(on_batch, stop_at)
+    trial.on_batch = on_batch
+    trial.check_deadline = _deadline_check(stop_at)
     if resuming:
         trial.load(workdir)
         _sync_records_file(workdir, trial.records)
     else:
         workdir.mkdir(parents=True, exist_ok=True)
         _sync_records_file(workdir, [])
-        trial.prepare_cotuning()
+        try:
+            trial.prepare_cotuning()
+        except _OutOfTime:
+            return AdvanceResult(
+                status="failed", epoch=0, seconds=time.perf_counter() - start,
+                reason="abandoned while preparing Co-Tuning (before epoch 1): the run's "
+                       "deadline passed (budget spent)")
     restore_seconds = time.perf_counter() - start
 
     new: list[EpochRecord] = []
@@ -227,7 +234,7 @@ def _advance(
                       f"(~{_epoch_seconds(new[-1]):.0f}s) would pass the run's deadline")
             break
         if new:
-            trial.on_batch = on_batch  # epochs done this call: stop at boundaries only
+            trial.check_deadline = None  # epochs done this call: stop at boundaries only
         try:
             record = _run_epoch(trial, epoch)
         except _Diverged as exc:
@@ -286,19 +293,16 @@ def _epoch_seconds(record: EpochRecord) -> float:
     return float(record.train_seconds + record.eval_seconds)
 
 
-def _deadline_watch(on_batch: Callable[[int, int, int], None] | None,
-                    stop_at: float | None) -> Callable[[int, int, int], None] | None:
-    """``on_batch`` that also raises :class:`_OutOfTime` once ``stop_at`` has passed."""
+def _deadline_check(stop_at: float | None) -> Callable[[], None] | None:
+    """A check that raises :class:`_OutOfTime` once ``stop_at`` (``time.time()``) has passed."""
     if stop_at is None:
-        return on_batch
+        return None
 
-    def watch(epoch: int, done: int, total: int) -> None:
-        if on_batch is not None:
-            on_batch(epoch, done, total)
+    def check() -> None:
         if time.time() > stop_at:
             raise _OutOfTime
 
-    return watch
+    return check
 
 
 def _run_epoch(trial: Trial, epoch: int) -> EpochRecord:

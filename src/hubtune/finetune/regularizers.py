@@ -22,6 +22,7 @@ a frozen copy of the pretrained model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -98,13 +99,15 @@ def learn_relationship(
     source_head: nn.Module,
     batches: list[tuple[torch.Tensor, torch.Tensor]],
     num_classes: int,
+    after_batch: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Co-Tuning's ``p(y_s | y_t)``: mean source distribution per target class.
 
     ``backbone`` is the pretrained model (pooled features via timm's
     ``forward_head(pre_logits=True)``), ``source_head`` its ImageNet classifier,
     ``batches`` the (normalised images, labels) of the training set. Classes
-    without images get the mean distribution over all images.
+    without images get the mean distribution over all images. ``after_batch`` is
+    called after each batch (the trainer's deadline check may raise from it).
     """
     was_training = backbone.training
     backbone.eval()
@@ -117,6 +120,8 @@ def learn_relationship(
             sums = torch.zeros(num_classes, probs.shape[1])
         sums.index_add_(0, y.cpu(), probs)
         counts += torch.bincount(y.cpu(), minlength=num_classes).float()
+        if after_batch is not None:
+            after_batch()
     backbone.train(was_training)
     if sums is None:
         raise ValueError("Co-Tuning needs training images to learn the label relationship")
