@@ -350,9 +350,9 @@ class HubTuner:
                 device=settings.device, image_size=settings.image_size, num_classes=num_classes,
                 num_threads=settings.num_threads, batches=tuple(dict.fromkeys(
                     (1, settings.latency_batch))))
-            self._setup_event("measuring latency", settings)
             self._latency, self._latency_new = c.latencies(
-                settings.models, self._latency_cond, self.out / c.LATENCY_FILE)
+                settings.models, self._latency_cond, self.out / c.LATENCY_FILE,
+                on_model=lambda m: self._setup_event(f"measuring latency of {m}", settings))
         self._decision = c.decide(settings.models, limits, self._latency)
         if self._decision.excluded:
             self.on_event("notice", {"message": "deployment limits exclude "
