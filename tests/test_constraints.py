@@ -8,6 +8,7 @@ is refused before run.json, and latency.json is reused on resume.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -84,12 +85,21 @@ def test_all_violating_latency_limit_exits_2_naming_the_fastest_and_no_run_json(
     assert not (out / "run.json").exists() and not (out / "latency.json").exists()
 
 
-def test_max_params_run_never_trains_a_violating_model(tmp_path):
-    limit = 0.4
-    violating = {m for m in MODELS if get_descriptor(m).params_m > limit}
-    assert violating and violating != set(MODELS)
+def _docs_example() -> list[str]:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "constraints.md").read_text()
+    (line,) = [ln for ln in doc.splitlines() if ln.startswith("hubtune run digits:200")]
+    return shlex.split(line)[1:]
+
+
+def test_docs_max_params_example_never_trains_a_violating_model(tmp_path):
+    args = _docs_example()
+    limit = float(args[args.index("--max-params") + 1])
+    models = args[args.index("--models") + 1].split(",")
+    violating = {m for m in models if get_descriptor(m).params_m > limit}
+    assert violating and violating != set(models)
     out = tmp_path / "run"
-    res = _run(out, "--max-params", str(limit), budget="15")
+    args[args.index("--out") + 1] = str(out)
+    res = runner.invoke(app, [*args, "--log", "plain"])
     assert res.exit_code == 0, res.output
     trained = _trained_models(out)
     assert trained and not trained & violating
