@@ -131,7 +131,9 @@ def test_latency_limit_run_trains_only_fast_models_and_resume_reuses_latency_jso
     metrics = json.loads((out / "best" / "metrics.json").read_text())
     assert metrics["latency"]["ms"]["1"] == lat[metrics["model"]] <= limit
     assert (out / "latency_front.png").is_file()
-    assert 'id="plot-latency_front"' in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert 'id="plot-latency_front"' in report and "<h2>Deployment limits</h2>" in report
+    assert all(f"<td>{m}</td>" in report for m in violating)
 
     stamp = (out / "latency.json").stat().st_mtime_ns
     res = _run(out, "--max-latency-ms", str(limit), budget="30")  # resume: more budget

@@ -159,7 +159,12 @@ def latencies(models: Sequence[str], cond: Conditions, cache: Path,
     for m in new:
         if on_model is not None:
             on_model(m)
-        known[m] = measure(m, cond)
+        try:
+            known[m] = measure(m, cond)
+        except (RuntimeError, ValueError) as exc:  # e.g. the device is not usable here
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunError(f"--max-latency-ms: measuring {m} on {cond.device} failed: "
+                           f"{first}") from None
     return {m: known[m] for m in models}, new
 
 

@@ -100,3 +100,39 @@ def front_plot(trials: dict[str, TrialSummary], exported: str | None, metric: st
     return [(path, "Accuracy–latency: best validation score of every trained candidate "
              "against its model's measured batch-1 latency; the non-dominated front is "
              "ringed and joined, the latency limit dashed.")]
+
+
+def constraints_html(run: Path) -> str:
+    """The report's "Deployment limits" section from the journal's last ``constraints``
+    note (``""`` for a run without limits)."""
+    import html
+
+    note = None
+    try:
+        for line in (run / "journal.jsonl").read_text(encoding="utf-8").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a torn last line
+            if isinstance(event, dict) and event.get("what") == "constraints":
+                note = event
+    except OSError:
+        return ""
+    if note is None:
+        return ""
+    limits = ", ".join(f"<code>--{k.replace('_', '-')} {v:g}</code>"
+                       for k, v in note.get("limits", {}).items() if k != "latency_batch")
+    rows = "".join(
+        f"<tr><td>{html.escape(str(e.get('model')))}</td>"
+        f"<td>{html.escape('; '.join(e.get('why', [])))}</td>"
+        f"<td>{e.get('params_m', '')}</td><td>{e.get('gflops', '')}</td>"
+        f"<td>{'' if e.get('latency_ms') is None else e['latency_ms']}</td></tr>"
+        for e in note.get("excluded", []))
+    allowed = ", ".join(html.escape(str(m)) for m in note.get("allowed", []))
+    table = ("<table><tr><th>excluded model</th><th>why</th><th>params (M)</th>"
+             f"<th>GFLOPs</th><th>latency, batch 1 (ms)</th></tr>{rows}</table>") if rows \
+        else "<p>No model was excluded.</p>"
+    return (f"<h2>Deployment limits</h2><p>Limits {limits}: the search used only "
+            f"{allowed}. Excluded models were never proposed or trained "
+            "(latency measured on the run's device: <code>latency.json</code>; see "
+            "docs/constraints.md).</p>" + table)
