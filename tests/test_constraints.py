@@ -154,3 +154,15 @@ def test_changed_limit_on_resume_is_refused(tmp_path):
     res = _run(out, "--max-params", "0.3", budget="20",
                models=["test_efficientnet", "test_convnext"])
     assert res.exit_code == 2 and "max_params" in res.output
+
+
+def test_decide_gflops_and_latency_limits_use_descriptor_and_measured_figures():
+    latency = {m: {"ms": {"1": ms, "32": 10 * ms}} for m, ms in
+               (("test_resnet", 1.0), ("test_efficientnet", 2.0), ("test_nfnet", 9.0))}
+    d = decide(MODELS, Limits(max_gflops=0.3, max_latency_ms=5.0), latency)
+    assert d.allowed == ["test_resnet", "test_efficientnet"]  # nfnet: 0.57 GFLOPs, 9 ms
+    (ex,) = d.excluded
+    assert ex["model"] == "test_nfnet" and len(ex["why"]) == 2
+    assert ex["latency_batch32_ms"] == 90.0
+    with pytest.raises(RunError, match=r"fastest, test_resnet, has 1 ms.*cheapest, test_efficientnet"):
+        decide(MODELS, Limits(max_gflops=0.01, max_latency_ms=0.5), latency)
