@@ -2,7 +2,8 @@
 
 Tiny real runs (timm test models, random init, 32 px, digits:200): a violating
 model is never trained, the export is within the limit, an all-violating limit
-is refused before run.json, and latency.json is reused on resume.
+is refused before run.json, and latency.json is reused on resume. The real runs
+are marked ``slow`` (``make test-quick`` leaves them out).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def test_all_violating_params_limit_exits_2_with_one_line_and_no_run_json(tmp_pa
     assert not (out / "run.json").exists()
 
 
+@pytest.mark.slow
 def test_all_violating_latency_limit_exits_2_naming_the_fastest_and_no_run_json(tmp_path):
     out = tmp_path / "run"
     res = _run(out, "--max-latency-ms", "0.0001", models=["test_resnet", "test_efficientnet"])
@@ -91,6 +93,7 @@ def _docs_example() -> list[str]:
     return shlex.split(line)[1:]
 
 
+@pytest.mark.slow
 def test_docs_max_params_example_never_trains_a_violating_model(tmp_path):
     args = _docs_example()
     limit = float(args[args.index("--max-params") + 1])
@@ -110,6 +113,7 @@ def test_docs_max_params_example_never_trains_a_violating_model(tmp_path):
     assert not (out / "latency.json").exists()  # no latency limit: nothing measured
 
 
+@pytest.mark.slow
 def test_latency_limit_run_trains_only_fast_models_and_resume_reuses_latency_json(tmp_path):
     cond = Conditions(device="cpu", image_size=32, num_classes=10, num_threads=1,
                       batches=(1, 32))
@@ -147,6 +151,7 @@ def test_latency_limit_run_trains_only_fast_models_and_resume_reuses_latency_jso
     assert _constraints_notes(out)[1]["excluded"] == note["excluded"]
 
 
+@pytest.mark.slow
 def test_changed_limit_on_resume_is_refused(tmp_path):
     out = tmp_path / "run"
     assert _run(out, "--max-params", "0.4", budget="12",
