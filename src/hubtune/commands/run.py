@@ -57,6 +57,16 @@ def register(app: typer.Typer) -> None:
                                    "the export ranks by: top1 (accuracy), balanced_accuracy "
                                    "(mean per-class recall) or macro_f1. best/metrics.json "
                                    "reports all three."),
+        max_latency_ms: float | None = typer.Option(None, help="Search only models whose "
+                                                    "batch-1 forward pass takes at most this "
+                                                    "many ms (measured on --device at the "
+                                                    "run's image size; docs/constraints.md)."),
+        max_params: float | None = typer.Option(None, help="Search only models with at most "
+                                                "this many million parameters (hub figures)."),
+        max_gflops: float | None = typer.Option(None, help="Search only models with at most "
+                                                "this many GFLOPs (hub figures, native input)."),
+        latency_batch: int = typer.Option(32, help="Second batch size at which latency is "
+                                          "measured and reported (with --max-latency-ms)."),
         ray_address: str | None = typer.Option(None, help="Join a running Ray cluster (auto or "
                                                "HOST:PORT) instead of starting a local one; "
                                                "--out must be on a filesystem all nodes share."),
@@ -99,6 +109,8 @@ def register(app: typer.Typer) -> None:
                 final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
                 workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
                 ray_address=ray_address, surrogate=surrogate, metric=metric, on_event=display,
+                max_latency_ms=max_latency_ms, max_params=max_params, max_gflops=max_gflops,
+                latency_batch=latency_batch,
                 started=started, log_to=log_to,
             )
             result = tuner.fit(data)

@@ -54,6 +54,10 @@ class RunSettings:
     gpus_per_trial: float | None = None
     ray_address: str | None = None
     metric: str = "top1"
+    max_latency_ms: float | None = None
+    max_params: float | None = None
+    max_gflops: float | None = None
+    latency_batch: int = 32
 
     # Settings that may change when resuming (budget can be extended; more workers added).
     RESUMABLE_CHANGES = ("budget", "quota", "final_epochs", "num_threads", "device",
@@ -176,6 +180,10 @@ class HubTuner:
             starting a local Ray instance; ``out`` must then be on a shared filesystem.
         metric: the validation score the search optimizes and export ranks by:
             ``"top1"`` (accuracy), ``"balanced_accuracy"`` or ``"macro_f1"``.
+        max_latency_ms, max_params, max_gflops, latency_batch: deployment limits
+            (batch-1 latency measured on ``device``; parameters in millions and GFLOPs
+            from the hub descriptors); models violating one are never searched
+            (see ``docs/constraints.md``).
         surrogate: a folder written by ``hubtune metatrain`` for surrogate-based
             optimizers; default: the shipped surrogate, or its offline-hub version
             when every model is from the offline hub.
@@ -211,6 +219,10 @@ class HubTuner:
         ray_address: str | None = None,
         surrogate: str | Path | None = None,
         metric: str = "top1",
+        max_latency_ms: float | None = None,
+        max_params: float | None = None,
+        max_gflops: float | None = None,
+        latency_batch: int = 32,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         started: float | None = None,
         log_to: str | Sequence[str] | None = None,
@@ -230,6 +242,8 @@ class HubTuner:
             max_epochs=max_epochs, seed=seed, final_epochs=final_epochs, num_threads=num_threads,
             subset=subset, image_size=image_size, models=None if models is None else list(models),
             space=space, optimizer=optimizer, pretrained=pretrained,
+            max_latency_ms=max_latency_ms, max_params=max_params, max_gflops=max_gflops,
+            latency_batch=latency_batch,
         ))
         from hubtune.finetune.metrics import METRICS
 
@@ -259,12 +273,21 @@ class HubTuner:
             quota=quota, final_epochs=final_epochs, num_threads=num_threads,
             pretrained=pretrained, workers=workers, gpus=gpu_list, gpus_per_trial=gpus_per_trial,
             ray_address=ray_address or None, surrogate=surrogate, metric=metric,
+            max_latency_ms=max_latency_ms, max_params=max_params, max_gflops=max_gflops,
+            latency_batch=latency_batch,
         )
+        self._decision: Any = None  # the constraints' Decision of this session (fit)
+        self._latency: dict[str, Any] = {}  # measured latencies of this session (fit)
+        self._latency_new: list[str] = []  # of which measured (not cached) this session
+        self._latency_cond: Any = None  # their measurement Conditions
 
     # ------------------------------------------------------------ settings
     def _settings(self, data: str) -> RunSettings:
         a = self._args
         models = resolve_models(a["models"], a["hub"])
+        from hubtune.tuner.constraints import decide
+
+        decide(models, self._limits(), {})  # parameter/GFLOPs limits: refused before anything
         if a["space"] is not None:
             from hubtune.space import SearchSpace
 
@@ -284,6 +307,8 @@ class HubTuner:
             pretrained=a["pretrained"], workers=a["workers"], gpus=a["gpus"],
             gpus_per_trial=a["gpus_per_trial"], ray_address=a["ray_address"],
             surrogate=a["surrogate"], metric=a["metric"],
+            max_latency_ms=a["max_latency_ms"], max_params=a["max_params"],
+            max_gflops=a["max_gflops"], latency_batch=a["latency_batch"],
         )
         path = self.out / "run.json"
         if not path.exists():
@@ -302,6 +327,37 @@ class HubTuner:
         for k in RunSettings.RESUMABLE_CHANGES:
             setattr(stored, k, getattr(fresh, k))
         return stored
+
+    def _limits(self) -> Any:
+        from hubtune.tuner.constraints import Limits
+
+        a = self._args
+        return Limits(max_latency_ms=a["max_latency_ms"], max_params=a["max_params"],
+                      max_gflops=a["max_gflops"], latency_batch=a["latency_batch"])
+
+    def _apply_limits(self, settings: RunSettings, num_classes: int) -> list[str]:
+        """The models the search may use under the deployment limits (measuring latency,
+        on the budget clock, when ``max_latency_ms`` is set; cached measurements reused).
+
+        Raises :class:`RunError` when every model violates a limit; writes nothing.
+        """
+        from hubtune.tuner import constraints as c
+
+        limits = self._limits()
+        self._latency, self._latency_new = {}, []
+        if limits.max_latency_ms is not None:
+            self._latency_cond = c.Conditions(
+                device=settings.device, image_size=settings.image_size, num_classes=num_classes,
+                num_threads=settings.num_threads, batches=tuple(dict.fromkeys(
+                    (1, settings.latency_batch))))
+            self._latency, self._latency_new = c.latencies(
+                settings.models, self._latency_cond, self.out / c.LATENCY_FILE,
+                on_model=lambda m: self._setup_event(f"measuring latency of {m}", settings))
+        self._decision = c.decide(settings.models, limits, self._latency)
+        if self._decision.excluded:
+            self.on_event("notice", {"message": "deployment limits exclude "
+                                     + c.excluded_summary(self._decision)})
+        return self._decision.allowed
 
     # ------------------------------------------------------------------ fit
     def fit(self, data: str | Path) -> SearchResult:
@@ -339,16 +395,17 @@ class HubTuner:
             settings.data, image_size=settings.image_size, subset=settings.subset,
             seed=settings.seed, cache_dir=self.out / "data-cache",
         )
+        models = self._apply_limits(settings, ds.num_classes)
         space_spec = dict(settings.space or {})
         if not settings.pretrained:
             # Co-Tuning needs the pretrained ImageNet head; without pretrained weights
             # every such candidate would fail, so the space leaves it out.
             space_spec["fixed"] = {**space_spec.get("fixed", {}), "cotuning_reg": 0.0}
-        space = SearchSpace.from_dict(space_spec, models=settings.models)
+        space = SearchSpace.from_dict(space_spec, models=models)
         ctx = TaskContext(
             max_epochs=settings.max_epochs, seed=settings.seed, space=space,
             meta_features=ds.meta_features, budget=settings.budget,
-            descriptors={m: get_descriptor(m) for m in settings.models},
+            descriptors={m: get_descriptor(m) for m in models},
             dataset=Path(settings.data).name, val_size=len(ds.val.labels),
             surrogate_dir=settings.surrogate or str(default_surrogate_dir(settings.models)),
         )
@@ -359,6 +416,10 @@ class HubTuner:
         # a command refused above leaves no run.json behind to block the corrected one.
         self.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.out / "run.json", settings.to_dict())
+        if self._latency_new:  # measured this session: cached for resumes
+            from hubtune.tuner.constraints import LATENCY_FILE, write_cache
+
+            write_cache(self.out / LATENCY_FILE, self._latency_cond, self._latency)
         store = CheckpointStore(self.out / "trials", settings.quota)
         trainer = TrainerEvaluator(
             ds, store.root.resolve(), max_epochs=settings.max_epochs, seed=settings.seed,
@@ -395,6 +456,9 @@ class HubTuner:
         def on_event(event: str, payload: dict[str, Any]) -> None:
             if event == "start" and loop is not None:  # a resume shows where it stands at once
                 payload = {**payload, "steps": len(loop.results), "incumbent": loop.incumbent}
+                if self._limits().active:  # the constraint decisions, after the start entry
+                    loop.journal.append("note", what="constraints",
+                                        **self._decision.note(self._limits()))
             self.on_event(event, payload)
 
         try:
@@ -488,9 +552,12 @@ class HubTuner:
         for r in loop.results:
             for rec in r.records:
                 latest[r.trial_id] = (rec.epoch, rec.score)
+        model_of = {r.trial_id: r.step.config.model for r in loop.results}
+        allowed = set(self._decision.allowed) if self._decision else None
         ranked = sorted(
             (t for t in latest if has_checkpoint(store.trial_dir(t))
-             and math.isfinite(latest[t][1])),
+             and math.isfinite(latest[t][1])
+             and (allowed is None or model_of.get(t) in allowed)),
             key=lambda t: -latest[t][1],
         )
         if ranked and settings.final_epochs > 0:
@@ -521,6 +588,9 @@ class HubTuner:
                 no_model_reason(loop.results, outcome.why, settings.budget, settings.pretrained)
             loop.journal.append("note", what="no_model", reason=no_model)
         else:
+            if metrics.get("model") in self._latency:
+                metrics["latency"] = {**self._latency_cond.to_dict(),
+                                      "ms": self._latency[metrics["model"]]["ms"]}
             flag = self._flag_chance(metrics, ds, best_dir)
         build_report(self.out)
         used = loop.elapsed()

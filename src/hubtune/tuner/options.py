@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,6 +30,11 @@ def _whole(v: Any) -> bool:
 
 def _opt_whole_at_least(lo: int) -> Callable[[Any], bool]:
     return lambda v: v is None or (_whole(v) and v >= lo)
+
+
+def _opt_positive(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                         and math.isfinite(v) and v > 0)
 
 
 def _known_method(name: Any) -> bool:
@@ -64,6 +70,10 @@ OPTION_RULES: list[tuple[str, str, Callable[[Any], bool], str]] = [
      "a JSON object (e.g. {\"fixed\": {...}, \"choices\": {...}}), not a list or a value"),
     ("optimizer", "--optimizer", _known_method, "a registered search method"),
     ("pretrained", "--pretrained", lambda v: isinstance(v, bool), "true or false"),
+    ("max_latency_ms", "--max-latency-ms", _opt_positive, "a number of milliseconds > 0 (or left out)"),
+    ("max_params", "--max-params", _opt_positive, "a number of millions > 0 (or left out)"),
+    ("max_gflops", "--max-gflops", _opt_positive, "a number > 0 (or left out)"),
+    ("latency_batch", "--latency-batch", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
 ]
 
 

@@ -24,6 +24,7 @@ from hubtune.tuner.report.facts import (
     result_times,
     summarize,
 )
+from hubtune.tuner.report.front import constraints_html, front_plot
 from hubtune.tuner.report.headline import headline_html
 from hubtune.tuner.report.plots import all_plots
 from hubtune.tuner.report.tables import (
@@ -107,6 +108,7 @@ def build_report(run_dir: str | Path) -> Path:
     metric = str(facts.settings.get("metric") or "top1")
     plots = all_plots(trials, log, facts.exported_trial,
                       float(facts.settings.get("budget") or 0.0) or None, metric, run)
+    plots += front_plot(trials, facts.exported_trial, metric, facts.settings, run)
     data = html.escape(str(facts.settings.get("data") or run.name))
     doc = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -114,7 +116,8 @@ def build_report(run_dir: str | Path) -> Path:
            f"<h1>hubtune search report: {data}</h1>"
            f'<p class="note">Run folder <code>{html.escape(str(run.resolve()))}</code> &middot; '
            f"optimizer {html.escape(str(facts.settings.get('optimizer', '?')))}</p>"
-           f"{headline_html(trials, facts)}{_sections(trials, log, facts, plots)}"
+           f"{headline_html(trials, facts)}{constraints_html(run)}"
+           f"{_sections(trials, log, facts, plots)}"
            "</body></html>\n")
     path = run / "report.html"
     path.write_text(doc, encoding="utf-8")
