@@ -93,6 +93,19 @@ class QuickTuneSettings:
             started such a step with 70 s left and ended 28 s over its budget.
             ``None``: the point prediction must fit (the acquisition always
             uses the point prediction).
+        fit_horizon: with a known remaining budget, every step length is capped
+            at the epochs that likely fit (``cost_quantile``'s margin included,
+            :func:`~hubtune.optim.quicktune.budget.epochs_that_fit`): a
+            16-epoch continuation that no longer fits is shortened to the
+            longest step that does, not refused (the epochs it can still train
+            may be the ones that win). ``False``: such a step is refused.
+        win_threshold: with a known remaining budget, a trial only takes a step
+            if at some epoch its allowed steps reach, the predicted chance of a
+            score above the improvement bar is at least this
+            (:func:`~hubtune.optim.quicktune.budget.can_win`). Near the end, when
+            the incumbent's own next epoch no longer fits, plain EI per second
+            otherwise starts wide-prior new configs that cannot win in the
+            epochs left. ``None``: off.
         refit_steps: if > 0, each time the number of observed epochs reaches
             16, 32, 64, ... the network and GP hyperparameters are re-fitted to
             this task's observations for this many marginal-likelihood steps,
@@ -116,6 +129,8 @@ class QuickTuneSettings:
     believe_pending: bool = True
     finish_reserve: bool = False
     cost_quantile: float | None = 0.9
+    fit_horizon: bool = True
+    win_threshold: float | None = 0.02
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible field values."""
