@@ -206,6 +206,20 @@ class QuickTune:
                              self.settings.schedule_epochs)
         return started, rows
 
+    def _lookahead_ei(self, open_idx: list[int], best: float) -> np.ndarray:
+        """Per open trial, the expected improvement of its score at the end of the schedule
+        (``QuickTuneSettings.lookahead``): any step of it is the way there."""
+        trials = self.pool.trials
+        epochs = np.asarray([trials[i].epoch for i in open_idx])
+        curves = np.stack([trials[i].curve for i in open_idx])
+        rows = assemble_rows(self.pool.static[open_idx], epochs, np.full(len(open_idx), self.max_epochs), curves,
+                             self.settings.schedule_epochs)
+        x_obs, y_obs = self._observations()
+        x_all, y_all = self._believe_pending(x_obs, y_obs)
+        mean, std = self.surrogate.predict(x_all, y_all, rows.astype(np.float32),
+                                           extra_noise=self._sampling_noise(y_all))
+        return self.settings.lookahead * expected_improvement(np.minimum(mean, 1.0), std, best)
+
     def _predict(self, xq: np.ndarray, finish_rows: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, bool]:
         """One surrogate call for the queries, the reserve's final epochs and (noisy
@@ -263,6 +277,8 @@ class QuickTune:
         mean, std, final, smoothed, observed = self._predict(xq, finish_rows)
         best = improvement_bar(smoothed, self.pool.best_score() if observed else None, mean)
         ei = expected_improvement(mean, std, best)
+        if self.settings.lookahead:
+            ei = np.maximum(ei, self._lookahead_ei(open_idx, best)[np.searchsorted(open_idx, trial_idx)])
         started = np.asarray([self.pool.trials[i].epoch > 0 for i in trial_idx])
         overhead = np.where(started, self._overhead_estimate("resume"), self._overhead_estimate("start"))
         cost = per_epoch_all[trial_idx] * ks + overhead
