@@ -9,7 +9,13 @@ import pytest
 
 from hubtune.optim.quicktune import QuickTune, QuickTuneSettings, records_from_scores
 from hubtune.optim.quicktune.acquisition import win_probability
-from hubtune.optim.quicktune.budget import best_reachable, can_win, epochs_that_fit, fits, step_lengths
+from hubtune.optim.quicktune.budget import (
+    best_reachable,
+    can_win,
+    epochs_that_fit,
+    fits,
+    step_lengths,
+)
 from hubtune.optim.quicktune.optimizer import effective_status
 from hubtune.protocol.steps import Step, StepResult
 
