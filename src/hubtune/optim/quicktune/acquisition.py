@@ -19,6 +19,12 @@ def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.n
     return np.maximum((mean - best) * cdf + std * pdf, 0.0)
 
 
+def win_probability(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    """``P(score > best)`` for ``score ~ N(mean, std^2)``."""
+    z = (np.asarray(mean, dtype=np.float64) - best) / np.maximum(std, 1e-9)
+    return 0.5 * (1.0 + _erf(z / _SQRT2))
+
+
 def _erf(x: np.ndarray) -> np.ndarray:
     # numpy has no vectorised erf; Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7).
     sign = np.sign(x)

@@ -17,19 +17,34 @@ from hubtune.optim.quicktune.settings import COST_ERROR_PRIOR_STD, COST_ERROR_PR
 
 
 def step_lengths(epoch: int, max_epochs: int, horizons: Sequence[int], growth: float | None,
-                 blackbox: bool) -> list[int]:
+                 blackbox: bool, fit: int | None = None) -> list[int]:
     """The step lengths (epochs) considered for a trial at ``epoch``, ascending.
 
     Blackbox: only a full run from scratch (none once started). Otherwise each
     horizon, capped at the epochs left and, with ``growth``, at
     ``max(1, int(growth * epoch))``: a never-started config is probed for one
     epoch first, so a bad one is dropped cheaply (the option to stop that a
-    long blind step loses).
+    long blind step loses). ``fit`` (:func:`epochs_that_fit`) caps every
+    horizon at the epochs the remaining budget holds, so a step too long for
+    the budget is shortened to the longest that fits instead of refused
+    (``fit < 1``: no step; blackbox steps are never shortened).
     """
     if blackbox:
         return [] if epoch > 0 else [max_epochs]
     cap = max_epochs if growth is None else max(1, int(growth * epoch))
-    return sorted({min(k, cap, max_epochs - epoch) for k in horizons})
+    if fit is not None:
+        cap = min(cap, fit)
+    return sorted({min(k, cap, max_epochs - epoch) for k in horizons} - {0}) if cap >= 1 else []
+
+
+def epochs_that_fit(per_epoch: np.ndarray, overhead: np.ndarray, margin: np.ndarray,
+                    budget_left: float) -> np.ndarray:
+    """The most epochs ``k`` whose likely duration, ``(per_epoch * k + overhead) * margin``,
+    fits in ``budget_left`` (0 where not even one epoch does); :func:`fits` agrees."""
+    room = budget_left / np.maximum(margin, 1e-12) - overhead
+    k = np.clip(np.floor(room / np.maximum(per_epoch, 1e-12) + 1e-9), 0, 2**31 - 1)
+    k = k - (~fits(per_epoch * k + overhead, margin, budget_left) & (k > 0))  # rounding at the boundary
+    return k.astype(np.int64)
 
 
 def cost_margin(log_errors: Sequence[float], quantile: float | None,
@@ -58,6 +73,31 @@ def endgame(started: np.ndarray, per_epoch: np.ndarray, budget_left: float, incu
     """Steps the endgame rule allows: continuations, and first steps of configs that
     can still train ``incumbent_epoch`` epochs (at their seconds per epoch) in the budget."""
     return started | (budget_left / np.maximum(per_epoch, 1e-9) >= incumbent_epoch)
+
+
+def best_reachable(p_win: np.ndarray, trial_idx: np.ndarray, reachable: np.ndarray) -> np.ndarray:
+    """Per step, its trial's highest ``p_win`` over the ``reachable`` steps (e.g. those
+    that fit in the budget); ``-inf`` for a trial with none.
+
+    A step is a path to all its trial's later epochs, so the end-game rule
+    (:func:`can_win`) judges a step by the best epoch its trial can still reach.
+    """
+    best = np.full(int(trial_idx.max()) + 1 if len(trial_idx) else 0, -np.inf)
+    np.maximum.at(best, trial_idx, np.where(reachable, p_win, -np.inf))
+    return best[trial_idx]
+
+
+def can_win(p_win: np.ndarray, trial_idx: np.ndarray, reachable: np.ndarray, threshold: float) -> np.ndarray:
+    """Steps of trials that may still beat the incumbent: at some epoch their steps
+    can reach, the predicted chance ``p_win`` of scoring above the incumbent is at
+    least ``threshold`` (:func:`best_reachable`).
+
+    A one-epoch step of a trial whose 16-epoch prediction may win is kept; a
+    trial whose every reachable epoch almost surely stays below the incumbent
+    (an exotic new config with a wide but low prior in the last minutes) takes
+    no step.
+    """
+    return best_reachable(p_win, trial_idx, reachable) >= threshold
 
 
 def finish_reserve(budget_left: float, epochs: np.ndarray, final: np.ndarray, per_epoch: np.ndarray,

@@ -16,6 +16,7 @@ from hubtune.optim.quicktune.acquisition import (
     expected_improvement,
     improvement_bar,
     tie_break,
+    win_probability,
 )
 from hubtune.optim.quicktune.pool import (
     CandidatePool,
@@ -152,12 +153,31 @@ class QuickTune:
         return budget.cost_margin(self._cost_errors[kind], self.settings.cost_quantile)
 
     # ------------------------------------------------------------------- ask
-    def _queries(self, open_idx: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def _fit_caps(self, open_idx: list[int], per_epoch_all: np.ndarray, budget_left: float | None
+                  ) -> tuple[list[int | None], set[int]]:
+        """Per open trial, the most epochs its next step may take (``fit_horizon``; else
+        None), and the trials whose longest step the budget cuts short (the end-game)."""
+        if budget_left is None or not open_idx:
+            return [None] * len(open_idx), set()
+        s = self.settings
+        trials = self.pool.trials
+        started = np.asarray([trials[i].epoch > 0 for i in open_idx])
+        overhead = np.where(started, self._overhead_estimate("resume"), self._overhead_estimate("start"))
+        margin = np.where(started, self._cost_margin("resume"), self._cost_margin("start"))
+        fit = budget.epochs_that_fit(per_epoch_all[open_idx], overhead, margin, budget_left)
+        bound = {i for i, k in zip(open_idx, fit, strict=True)
+                 if k < max(budget.step_lengths(trials[i].epoch, self.max_epochs, s.horizons, s.growth,
+                                                s.blackbox), default=0)}
+        return ([int(k) for k in fit] if s.fit_horizon else [None] * len(open_idx)), bound
+
+    def _queries(self, open_idx: list[int], caps: list[int | None]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(trial index, step length, query row) of every (open trial, step length) pair."""
         s = self.settings
         q_trial, q_k = [], []
-        for i in open_idx:
-            ks = budget.step_lengths(self.pool.trials[i].epoch, self.max_epochs, s.horizons, s.growth, s.blackbox)
+        for i, cap in zip(open_idx, caps, strict=True):
+            ks = budget.step_lengths(self.pool.trials[i].epoch, self.max_epochs, s.horizons, s.growth, s.blackbox,
+                                     cap)
             q_trial.extend([i] * len(ks))
             q_k.extend(ks)
         if not q_trial:
@@ -185,6 +205,20 @@ class QuickTune:
         rows = assemble_rows(self.pool.static[started], epochs, np.full(len(started), self.max_epochs), curves,
                              self.settings.schedule_epochs)
         return started, rows
+
+    def _lookahead_ei(self, open_idx: list[int], best: float) -> np.ndarray:
+        """Per open trial, the expected improvement of its score at the end of the schedule
+        (``QuickTuneSettings.lookahead``): any step of it is the way there."""
+        trials = self.pool.trials
+        epochs = np.asarray([trials[i].epoch for i in open_idx])
+        curves = np.stack([trials[i].curve for i in open_idx])
+        rows = assemble_rows(self.pool.static[open_idx], epochs, np.full(len(open_idx), self.max_epochs), curves,
+                             self.settings.schedule_epochs)
+        x_obs, y_obs = self._observations()
+        x_all, y_all = self._believe_pending(x_obs, y_obs)
+        mean, std = self.surrogate.predict(x_all, y_all, rows.astype(np.float32),
+                                           extra_noise=self._sampling_noise(y_all))
+        return self.settings.lookahead * expected_improvement(np.minimum(mean, 1.0), std, best)
 
     def _predict(self, xq: np.ndarray, finish_rows: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, bool]:
@@ -233,7 +267,9 @@ class QuickTune:
                 return anchor
             self._refill_pool()
         open_idx = self.pool.open_indices(self.max_epochs)
-        queries = self._queries(open_idx) if open_idx else None
+        per_epoch_all = self._cost_per_epoch()
+        caps, bound = self._fit_caps(open_idx, per_epoch_all, budget_left)
+        queries = self._queries(open_idx, caps) if open_idx else None
         if queries is None:
             return None
         trial_idx, ks, xq = queries
@@ -241,15 +277,19 @@ class QuickTune:
         mean, std, final, smoothed, observed = self._predict(xq, finish_rows)
         best = improvement_bar(smoothed, self.pool.best_score() if observed else None, mean)
         ei = expected_improvement(mean, std, best)
-        per_epoch_all = self._cost_per_epoch()
+        if self.settings.lookahead:
+            ei = np.maximum(ei, self._lookahead_ei(open_idx, best)[np.searchsorted(open_idx, trial_idx)])
         started = np.asarray([self.pool.trials[i].epoch > 0 for i in trial_idx])
         overhead = np.where(started, self._overhead_estimate("resume"), self._overhead_estimate("start"))
         cost = per_epoch_all[trial_idx] * ks + overhead
         acq = cost_scaled(ei, cost, self.settings.cost_power)
-        reserve = margin = None
+        reserve = margin = p_win = None
         if budget_left is not None:
             allowed, margin, reserve = self._budget_rules(budget_left, trial_idx, cost, started, per_epoch_all,
                                                           finish_idx, final, observed)
+            if observed and self.settings.win_threshold is not None and bound:
+                p_win = budget.best_reachable(win_probability(mean, std, best), trial_idx, allowed)
+                allowed &= ~np.isin(trial_idx, list(bound)) | (p_win >= self.settings.win_threshold)
             if not allowed.any():
                 return None
             acq = np.where(allowed, acq, -np.inf)
@@ -261,6 +301,8 @@ class QuickTune:
                 "acq": float(acq[j]), "incumbent": best, "horizon": int(ks[j])}
         if margin is not None:
             info["cost_bound"] = float(cost[j] * margin[j])
+        if p_win is not None:
+            info["p_win"] = float(p_win[j])  # its trial's best chance to beat the bar in the budget
         if reserve is not None:
             info["reserved_for"] = self.pool.trials[reserve[0]].trial_id
             info["reserved_seconds"] = float(reserve[1])
@@ -276,6 +318,7 @@ class QuickTune:
             result.status,
             result.seconds,
             step_prediction(result.step, "seconds"),
+            result.step.to_epoch,
         )
 
     def _apply(
@@ -286,6 +329,7 @@ class QuickTune:
         status: str,
         seconds: float,
         predicted_seconds: float | None = None,
+        to_epoch: int | None = None,
     ) -> None:
         if trial_id not in self.pool:
             if self.space is None:
@@ -298,12 +342,15 @@ class QuickTune:
                  "records": [list(r) for r in records], "status": status, "seconds": seconds}
         if predicted_seconds is not None:
             entry["predicted_seconds"] = predicted_seconds
+        if to_epoch is not None:
+            entry["to_epoch"] = int(to_epoch)
         self._journal.append(entry)
+        self.pool.record(t, records, self.settings.schedule_epochs, QuickTuneError)
+        told, status = status, effective_status(status, to_epoch, t.epoch)
         if (predicted_seconds is not None and predicted_seconds > 0 and seconds > 0
                 and status == "ok" and records):
             self._cost_errors[kind].append(math.log(seconds / predicted_seconds))
-        self.pool.record(t, records, self.settings.schedule_epochs, QuickTuneError)
-        if records:
+        if records and status == told:  # a truncated step's extra seconds are no overhead
             extra = seconds - sum(r[2] for r in records)
             if extra > 0:
                 self._overhead[kind].append(float(extra))
@@ -360,6 +407,7 @@ class QuickTune:
                 entry["status"],
                 float(entry["seconds"]),
                 entry.get("predicted_seconds"),
+                entry.get("to_epoch"),
             )
         self.space = space
         for tid in state.get("pending", []):
@@ -376,6 +424,20 @@ class QuickTune:
     @property
     def n_candidates(self) -> int:
         return len(self.pool)
+
+
+def effective_status(status: str, to_epoch: int | None, reached: int) -> str:
+    """A step's status as the optimizer takes it: ``"ended"`` when an ``"ok"`` step left
+    its trial short of the ``to_epoch`` it asked for.
+
+    A loop may report a finished (or crashed) run only by returning fewer epochs
+    than asked. Such a trial cannot continue, and its step's seconds are not those
+    of the epochs asked for: taken as cost evidence, a 1-epoch "crash" against a
+    4-epoch prediction widens the cost margin of every later step.
+    """
+    if status == "ok" and to_epoch is not None and reached < to_epoch:
+        return "ended"
+    return status
 
 
 def records_from_scores(scores: Sequence[float], seconds: Sequence[float], start_epoch: int = 0) -> list[EpochRecord]:
