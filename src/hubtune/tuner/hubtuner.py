@@ -12,149 +12,28 @@ same ``out`` resumes it (after a crash or Ctrl-C), and a finished run is not
 redone (its results are re-exported).
 """
 
+
 from __future__ import annotations
 
 import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from hubtune.core.errors import RunError
 from hubtune.protocol.steps import Step, StepResult
+from hubtune.tuner.continuation import _ContinuationGuard
 from hubtune.tuner.outcome import chance_level, near_chance, no_model_reason
 from hubtune.tuner.results import SearchResult  # re-exported: its home was here
-
-DEFAULT_CPU_IMAGE_SIZE = 64
-
-
-@dataclass
-class RunSettings:
-    """Everything that defines a search run (stored as ``run.json``)."""
-
-    data: str
-    budget: float
-    models: list[str]
-    space: dict[str, Any] | None = None
-    max_epochs: int = 10
-    seed: int = 0
-    device: str = "cpu"
-    image_size: int = DEFAULT_CPU_IMAGE_SIZE
-    subset: int | None = None
-    optimizer: str = "quicktune"
-    quota: str = "10GB"
-    final_epochs: int = 0
-    num_threads: int | None = None
-    pretrained: bool = True
-    surrogate: str | None = None
-    workers: int = 1
-    gpus: list[int] | None = None
-    gpus_per_trial: float | None = None
-    ray_address: str | None = None
-    metric: str = "top1"
-    max_latency_ms: float | None = None
-    max_params: float | None = None
-    max_gflops: float | None = None
-    latency_batch: int = 32
-
-    # Settings that may change when resuming (budget can be extended; more workers added).
-    RESUMABLE_CHANGES = ("budget", "quota", "final_epochs", "num_threads", "device",
-                         "workers", "gpus", "gpus_per_trial", "ray_address")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunSettings:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-
-def resolve_models(models: Sequence[str] | None, hub: str | None) -> list[str]:
-    """Model names from an explicit list or a named hub/pattern (offline by default)."""
-    from hubtune.hub import get_descriptor, list_models
-
-    if models is not None:
-        names = list(dict.fromkeys(models))
-        for n in names:
-            get_descriptor(n)  # raises HubError naming close matches
-        return names
-    names = list_models(hub or "offline")
-    if not names:
-        raise RunError(f"hub {hub!r} has no models available here")
-    return names
-
-
-class _ContinuationGuard:
-    """Evaluator wrapper: forwards only epochs the optimizer has not seen yet.
-
-    A trial whose checkpoint was evicted (disk quota) restarts from scratch; the
-    trainer then returns its early epochs again (identical, schedules being
-    prefix-exact), which the optimizer must not be told twice.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.seen: dict[str, int] = {}
-
-    def observe(self, result: StepResult) -> None:
-        if result.records:
-            self.seen[result.trial_id] = max(
-                self.seen.get(result.trial_id, 0), result.records[-1].epoch
-            )
-
-    def filter(self, result: StepResult) -> StepResult:
-        """Drop the epochs of ``result`` that were told already; remember the rest.
-
-        A step that was to train on but brings no new epoch is made a failure: told
-        as a plain "ok" with nothing in it, an optimizer would ask for it again and
-        again (the run would spin without progress).
-        """
-        known = self.seen.get(result.trial_id, 0)
-        result.records = [r for r in result.records if r.epoch > known]
-        if result.status == "ok" and not result.records:
-            result.status = "failed"
-            result.reason = (f"the step to epoch {result.step.to_epoch} brought no new epoch "
-                             f"(epochs up to {known} were reported already)")
-        self.observe(result)
-        return result
-
-    def advance(self, step: Step) -> StepResult:
-        return self.filter(self.inner.advance(step))
-
-
-def _check_parallel(
-    workers: int, gpus: str | Sequence[int] | None, gpus_per_trial: float | None,
-    ray_address: str | None, device: str,
-) -> list[int] | None:
-    """Validate the parallel-run options; returns the GPU indices (or None)."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise RunError(f"--workers must be a whole number >= 1, got {workers!r}")
-    gpu_list = None
-    if gpus is not None:
-        from hubtune.search.raypool import parse_gpus
-
-        gpu_list = parse_gpus(gpus)
-    if gpus_per_trial is not None and not 0 < gpus_per_trial <= 1:
-        raise RunError(f"--gpus-per-trial must be in (0, 1] (a worker trains on one GPU), "
-                       f"got {gpus_per_trial}")
-    if workers == 1:
-        used = [name for name, v in (("--gpus", gpu_list), ("--gpus-per-trial", gpus_per_trial),
-                                     ("--ray-address", ray_address)) if v]
-        if used:
-            raise RunError(f"{', '.join(used)} apply to Ray workers: add --workers 2 or more "
-                           f"(one worker runs in this process; pick its GPU with --device cuda:N)")
-        return None
-    if (gpu_list or gpus_per_trial) and not device.startswith("cuda"):
-        raise RunError("--gpus / --gpus-per-trial train on GPUs: add --device cuda")
-    if device.startswith("cuda:"):
-        raise RunError(f"with --workers use --device cuda, not {device}: Ray gives each worker "
-                       f"its GPU (choose which with --gpus)")
-    if gpu_list and ray_address:
-        raise RunError("--gpus picks GPUs of this machine; on a cluster (--ray-address) Ray "
-                       "assigns GPUs: use --gpus-per-trial")
-    return gpu_list
+from hubtune.tuner.settings import (  # noqa: F401  (re-exported: their home was here)
+    DEFAULT_CPU_IMAGE_SIZE,
+    RunSettings,
+    _check_parallel,
+    resolve_models,
+)
 
 
 class HubTuner:
