@@ -21,7 +21,7 @@ def fitted(tmp_path_factory):
     """(data folder, the SearchResult of fit) of one tiny real search through the API."""
     root = tmp_path_factory.mktemp("api")
     data = make_folder(root / "data", per_class=20)
-    tuner = HubTuner(budget=12, out=root / "run", models=["test_resnet"], max_epochs=2,
+    tuner = HubTuner(budget=20, out=root / "run", models=["test_resnet"], max_epochs=2,
                      image_size=32, optimizer="random", pretrained=False, num_threads=1,
                      device="auto")
     return data, tuner.fit(data)

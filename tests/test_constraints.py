@@ -154,7 +154,7 @@ def test_latency_limit_run_trains_only_fast_models_and_resume_reuses_latency_jso
 @pytest.mark.slow
 def test_changed_limit_on_resume_is_refused(tmp_path):
     out = tmp_path / "run"
-    assert _run(out, "--max-params", "0.4", budget="12",
+    assert _run(out, "--max-params", "0.4", budget="20",
                 models=["test_efficientnet", "test_convnext"]).exit_code == 0
     res = _run(out, "--max-params", "0.3", budget="20",
                models=["test_efficientnet", "test_convnext"])

@@ -55,7 +55,7 @@ def imbalanced_run(tmp_path_factory):
             f.unlink()
     out = root / "run"
     res = CliRunner().invoke(app, tiny_run_args(data, out, "--metric", "balanced_accuracy",
-                                                budget="14"))
+                                                budget="20"))
     assert res.exit_code == 0, res.output
     return data, out
 

@@ -20,7 +20,7 @@ from hubtune.tuner.predict import Unreadable, collect_images, pil_to_pixels, pre
 from test_run_e2e import make_folder
 
 
-def tiny_run_args(data: Path, out: Path, *extra: str, budget: str = "12") -> list[str]:
+def tiny_run_args(data: Path, out: Path, *extra: str, budget: str = "20") -> list[str]:
     """A tiny real search: one timm test model, random init, 32 px, two epochs."""
     return ["run", str(data), "--out", str(out), "--budget", budget, "--hub", "test",
             "--models", "test_resnet", "--max-epochs", "2", "--image-size", "32",

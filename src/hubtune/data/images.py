@@ -112,6 +112,26 @@ def open_image_reduced(path: str | Path, size: int) -> tuple[Image.Image, tuple[
     return img, original
 
 
+def resize_center_crop(rgb: Image.Image, size: int) -> np.ndarray:
+    """An RGB image with its short side resized to ``size`` (bilinear) and centre-cropped
+    to ``size x size``, as a writable ``[size, size, 3]`` uint8 array."""
+    w, h = rgb.size
+    new_w, new_h = resized_shape(w, h, size)
+    if (new_w, new_h) != (w, h):
+        rgb = rgb.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    if (new_w, new_h) != (size, size):
+        rgb = rgb.crop((left, top, left + size, top + size))
+    return np.array(rgb, dtype=np.uint8)
+
+
+def pil_to_pixels(image: Image.Image, size: int) -> np.ndarray:
+    """A decoded PIL image as ``[size, size, 3]`` uint8, the way image files are prepared:
+    EXIF orientation, RGB (alpha composited on white), short side to ``size``, centre crop."""
+    img = ImageOps.exif_transpose(image) or image
+    return resize_center_crop(_to_rgb(img), size)
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB (alpha composited on white)."""
     mode = img.mode
@@ -150,16 +170,7 @@ def decode_image(path: str | Path, size: int) -> DecodedImage:
     try:
         channels = _original_channels(img.mode)
         img.load()
-        img = ImageOps.exif_transpose(img) or img
-        rgb = _to_rgb(img)
-        w, h = rgb.size
-        new_w, new_h = resized_shape(w, h, size)
-        if (new_w, new_h) != (w, h):
-            rgb = rgb.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        left, top = (new_w - size) // 2, (new_h - size) // 2
-        if (new_w, new_h) != (size, size):
-            rgb = rgb.crop((left, top, left + size, top + size))
-        pixels = np.array(rgb, dtype=np.uint8)  # a writable copy
+        pixels = pil_to_pixels(img, size)  # EXIF orientation, RGB, resize, centre crop
     except ImageDecodeError:
         raise
     except PermissionError:

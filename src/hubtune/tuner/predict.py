@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from hubtune.data.images import ImageDecodeError, decode_image, is_image_file, resized_shape
+from hubtune.data.images import ImageDecodeError, decode_image, is_image_file, pil_to_pixels
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -71,26 +71,6 @@ def collect_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[Unread
         else:
             missing.append(Unreadable(str(p), "no such file or directory"))
     return files, missing
-
-
-def pil_to_pixels(image: Image.Image, size: int) -> np.ndarray:
-    """An in-memory PIL image as ``[S, S, 3]`` uint8, preprocessed like an image file
-    (EXIF orientation, RGB with alpha on white, short side to ``size``, centre crop)."""
-    img = ImageOps.exif_transpose(image) or image
-    if img.mode != "RGB":
-        if "A" in img.mode or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, rgba)
-        img = img.convert("RGB")
-    w, h = img.size
-    new_w, new_h = resized_shape(w, h, size)
-    if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    if (new_w, new_h) != (size, size):
-        img = img.crop((left, top, left + size, top + size))
-    return np.array(img, dtype=np.uint8)
 
 
 def _name(item: Any, index: int) -> str:
