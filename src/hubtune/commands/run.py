@@ -57,6 +57,10 @@ def register(app: typer.Typer) -> None:
                                    "the export ranks by: top1 (accuracy), balanced_accuracy "
                                    "(mean per-class recall) or macro_f1. best/metrics.json "
                                    "reports all three."),
+        ensemble: int = typer.Option(0, help="After the search, add a greedy ensemble of the "
+                                     "trained trials (K selection rounds, with replacement; "
+                                     "weights chosen on validation) to best/; 0: off. See "
+                                     "docs/ensemble.md."),
         ray_address: str | None = typer.Option(None, help="Join a running Ray cluster (auto or "
                                                "HOST:PORT) instead of starting a local one; "
                                                "--out must be on a filesystem all nodes share."),
@@ -93,7 +97,8 @@ def register(app: typer.Typer) -> None:
                 image_size=image_size, subset=subset, optimizer=optimizer, quota=quota,
                 final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
                 workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
-                ray_address=ray_address, surrogate=surrogate, metric=metric, on_event=display,
+                ray_address=ray_address, surrogate=surrogate, metric=metric, ensemble=ensemble,
+                on_event=display,
                 started=started,
             )
             result = tuner.fit(data)

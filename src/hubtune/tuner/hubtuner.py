@@ -54,10 +54,11 @@ class RunSettings:
     gpus_per_trial: float | None = None
     ray_address: str | None = None
     metric: str = "top1"
+    ensemble: int = 0
 
     # Settings that may change when resuming (budget can be extended; more workers added).
     RESUMABLE_CHANGES = ("budget", "quota", "final_epochs", "num_threads", "device",
-                         "workers", "gpus", "gpus_per_trial", "ray_address")
+                         "workers", "gpus", "gpus_per_trial", "ray_address", "ensemble")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +177,8 @@ class HubTuner:
             starting a local Ray instance; ``out`` must then be on a shared filesystem.
         metric: the validation score the search optimizes and export ranks by:
             ``"top1"`` (accuracy), ``"balanced_accuracy"`` or ``"macro_f1"``.
+        ensemble: rounds of greedy ensemble selection after the search (0, the default:
+            no ensemble); the ensemble is added to ``best/`` (see ``docs/ensemble.md``).
         surrogate: a folder written by ``hubtune metatrain`` for surrogate-based
             optimizers; default: the shipped surrogate, or its offline-hub version
             when every model is from the offline hub.
@@ -208,6 +211,7 @@ class HubTuner:
         ray_address: str | None = None,
         surrogate: str | Path | None = None,
         metric: str = "top1",
+        ensemble: int = 0,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         started: float | None = None,
     ) -> None:
@@ -232,6 +236,8 @@ class HubTuner:
         if metric not in METRICS:
             raise RunError(f"--metric must be {', '.join(METRICS[:-1])} or {METRICS[-1]}, "
                            f"got {metric!r}")
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 0:
+            raise RunError(f"--ensemble must be a whole number >= 0 (0: off), got {ensemble!r}")
         from hubtune.tuner.device import resolve_device
 
         # auto -> cuda, mps or cpu; a cluster's driver may lack the GPUs its workers have
@@ -252,6 +258,7 @@ class HubTuner:
             quota=quota, final_epochs=final_epochs, num_threads=num_threads,
             pretrained=pretrained, workers=workers, gpus=gpu_list, gpus_per_trial=gpus_per_trial,
             ray_address=ray_address or None, surrogate=surrogate, metric=metric,
+            ensemble=ensemble,
         )
 
     # ------------------------------------------------------------ settings
@@ -276,7 +283,7 @@ class HubTuner:
             quota=a["quota"], final_epochs=a["final_epochs"], num_threads=a["num_threads"],
             pretrained=a["pretrained"], workers=a["workers"], gpus=a["gpus"],
             gpus_per_trial=a["gpus_per_trial"], ray_address=a["ray_address"],
-            surrogate=a["surrogate"], metric=a["metric"],
+            surrogate=a["surrogate"], metric=a["metric"], ensemble=a["ensemble"],
         )
         path = self.out / "run.json"
         if not path.exists():
@@ -455,6 +462,26 @@ class HubTuner:
         loop.journal.append("note", what="final_epochs", trial_id=chosen, to_epoch=target,
                             status=res.status if res else "worker lost")
 
+    def _ensemble(self, ds: Any, trial_dirs: list[Path], metrics: dict[str, Any], loop: Any,
+                  settings: RunSettings) -> None:
+        """Add the greedy ensemble of the trained trials to ``best/`` (``metrics["ensemble"]``)."""
+        from hubtune.tuner.ensemble import build_ensemble
+        from hubtune.tuner.export import CHECKPOINT_ERRORS  # includes ExportError
+
+        def broken(trial_id: str, reason: str) -> None:
+            loop.journal.append("note", what="broken_checkpoint", trial_id=trial_id, reason=reason)
+
+        try:
+            summary = build_ensemble(self.out, ds, trial_dirs, rounds=settings.ensemble,
+                                     metric=settings.metric, device=settings.device, on_broken=broken)
+        except CHECKPOINT_ERRORS as exc:
+            summary = None
+            self.on_event("notice", {"message": f"the ensemble was not exported: {exc}"})
+        if summary is not None:
+            metrics["ensemble"] = summary
+            loop.journal.append("note", what="ensemble", members=len(summary["members"]),
+                                computed=summary["cache"]["computed"])
+
     def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
         """Export the best trial with a loadable checkpoint to ``best/``; write ``result.json``.
 
@@ -498,6 +525,8 @@ class HubTuner:
                            "search_elapsed_seconds": outcome.elapsed,
                            "budget_seconds": settings.budget}, search=search, on_broken=broken)
         best_dir = self.out / "best" if chosen else None
+        if best_dir is not None and settings.ensemble > 0:
+            self._ensemble(ds, [store.trial_dir(t) for t in ranked], metrics, loop, settings)
         if ranked and best_dir is None:
             self.on_event("notice", {"message": "no trial checkpoint could be exported (see the "
                                      "broken_checkpoint notes in journal.jsonl); best/ was not updated"})
