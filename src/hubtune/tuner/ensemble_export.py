@@ -111,7 +111,10 @@ def add_ensemble_to_best(best: Path, data: Any, summary: dict[str, Any],
 
     staged = staging_dir(best)
     try:
-        shutil.copytree(best, staged, dirs_exist_ok=True)
+        # A previous ensemble (a re-export of the same best/) is replaced, not merged.
+        shutil.copytree(best, staged, dirs_exist_ok=True,
+                        ignore=lambda d, names: [n for n in names if Path(d) == best
+                                                 and n in (MEMBERS_DIR, ENSEMBLE_JSON)])
         members = _write_members(staged, data, summary, trial_dirs, device)
         spec = {"format_version": 1, "rounds": summary["rounds"], "metric": summary["metric"],
                 "image_size": int(data.train.images.shape[-1]), "members": members}
@@ -120,7 +123,7 @@ def add_ensemble_to_best(best: Path, data: Any, summary: dict[str, Any],
         metrics = json.loads((staged / "metrics.json").read_text())
         metrics["ensemble"] = summary
         (staged / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        card = (staged / "README.md").read_text()
+        card = (staged / "README.md").read_text().split("\n## Ensemble\n")[0]
         (staged / "README.md").write_text(card.rstrip("\n") + "\n\n" + card_section(spec, summary, metrics))
         _fsync_tree_deep(staged / MEMBERS_DIR)
         publish_best(staged, best)
