@@ -76,6 +76,16 @@ def test_ensemble_is_exported_beside_the_single_model(finished):
     assert (best / "model.safetensors").is_file()  # the single model stays as it was
 
 
+def _docs_recipe() -> str:
+    """The python block of docs/ensemble.md, which must be the model card's recipe."""
+    from hubtune.tuner.ensemble_card import RECIPE
+
+    text = (Path(__file__).parents[1] / "docs" / "ensemble.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert code.strip() == RECIPE.removeprefix("```python").removesuffix("```").strip()
+    return code
+
+
 def _force_ensemble(data: Path, out: Path, weights: list[float]) -> None:
     """Export an ensemble of all the run's trials with the given weights (not selected)."""
     from hubtune.data import load_dataset
@@ -91,11 +101,10 @@ def _force_ensemble(data: Path, out: Path, weights: list[float]) -> None:
 
 
 @pytest.mark.parametrize("forced", [False, True])
-def test_predictions_equal_the_weighted_average_of_plain_timm_members(finished, tmp_path, forced):
+def test_predictions_equal_the_weighted_average_of_plain_timm_members(finished, tmp_path, forced,
+                                                                     monkeypatch):
     """The selected ensemble, and a forced three-member one (0.5/0.3/0.2), predict exactly
     the weighted average of their members loaded with plain timm (the model card's recipe)."""
-    import timm
-
     data, out = finished
     if forced:
         shutil.copytree(out, tmp_path / "run")
@@ -111,13 +120,10 @@ def test_predictions_equal_the_weighted_average_of_plain_timm_members(finished, 
     got = predictor.predict(files, top_k=len(labels), batch_size=4)
     x = torch.from_numpy(np.stack([decode_image(f, 32).pixels for f in files])).permute(0, 3, 1, 2)
     x = x.float() / 255
-    expected = torch.zeros(len(files), len(labels), dtype=torch.float64)
-    with torch.no_grad():
-        for m in spec["members"]:  # the model card's recipe
-            model = timm.create_model(f"local-dir:{best / m['path']}", pretrained=True).eval()
-            mean = torch.tensor(m["mean"]).view(1, 3, 1, 1)
-            std = torch.tensor(m["std"]).view(1, 3, 1, 1)
-            expected += m["weight"] * model((x - mean) / std).softmax(-1).double()
+    monkeypatch.chdir(out)  # the recipe reads best/ from the run folder
+    scope: dict = {}
+    exec(_docs_recipe(), scope)  # docs/ensemble.md's plain-timm recipe (= the model card's)
+    expected = scope["predict"](x).double()
     for pred, row in zip(got, expected, strict=True):
         probs = dict(pred.top)
         for i, name in enumerate(labels):
