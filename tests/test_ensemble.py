@@ -195,3 +195,22 @@ def test_negative_ensemble_is_a_one_line_error(tmp_path):
     assert res.exit_code == 2
     assert "--ensemble must be a whole number >= 0" in res.output
     assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("damage", ["weights", "member_file"])
+def test_a_damaged_ensemble_is_a_one_line_error(run, damage):
+    data, out = run
+    best = out / "best"
+    spec = json.loads((best / "ensemble.json").read_text())
+    if damage == "weights":
+        spec["members"][0]["weight"] = spec["members"][0]["weight"] / 2
+        (best / "ensemble.json").write_text(json.dumps(spec))
+        expected = "weights sum to"
+    else:
+        (best / spec["members"][0]["path"] / "model.safetensors").unlink()
+        expected = "missing (ensemble member"
+    res = CliRunner().invoke(app, ["predict", str(out), str(_images(data)[0]), "--device", "cpu"])
+    assert res.exit_code == 2 and expected in res.output and "Traceback" not in res.output
+    ok = CliRunner().invoke(app, ["predict", str(out), str(_images(data)[0]), "--device", "cpu",
+                                  "--single"])
+    assert ok.exit_code == 0, ok.output  # the single model does not depend on the ensemble

@@ -134,7 +134,7 @@ def add_ensemble_to_best(best: Path, data: Any, summary: dict[str, Any],
 
 
 # ------------------------------------------------------------------ loading
-def _check_spec(d: Path, spec: Any, num_classes: int, image_size: int) -> list[dict[str, Any]]:
+def _check_spec(d: Path, spec: Any, image_size: int) -> list[dict[str, Any]]:
     where = d / ENSEMBLE_JSON
     if not isinstance(spec, dict) or not isinstance(spec.get("members"), list) or not spec["members"]:
         raise ExportError(f"{where}: expected an object with a non-empty 'members' list")
@@ -153,7 +153,6 @@ def _check_spec(d: Path, spec: Any, num_classes: int, image_size: int) -> list[d
     total = sum(float(m["weight"]) for m in members)
     if abs(total - 1) > 1e-6:
         raise ExportError(f"{where}: member weights sum to {total}, not 1")
-    del num_classes
     return members
 
 
@@ -163,7 +162,7 @@ def load_ensemble(best_dir: str | Path, num_classes: int, image_size: int,
     from hubtune.hub import HubError, create_model
 
     d = Path(best_dir)
-    members = _check_spec(d, _read_json(d, ENSEMBLE_JSON), num_classes, image_size)
+    members = _check_spec(d, _read_json(d, ENSEMBLE_JSON), image_size)
     models = []
     for m in members:
         md = d / m["path"]
