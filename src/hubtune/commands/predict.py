@@ -66,6 +66,8 @@ def register(app: typer.Typer) -> None:
                                           "or csv."),
         device: str = typer.Option("auto", help="auto (cuda, else mps, else cpu), cpu, cuda "
                                    "or mps."),
+        single: bool = typer.Option(False, "--single", help="Use the single best model even "
+                                    "when best/ holds an ensemble (hubtune run --ensemble K)."),
     ) -> None:
         """Classify images with a run's exported model.
 
@@ -84,7 +86,7 @@ def register(app: typer.Typer) -> None:
             _fail(f"--batch-size must be >= 1, got {batch_size}")
         try:
             resolved = resolve_device(device)
-            predictor = Predictor(_best_dir(run_dir), device=resolved)
+            predictor = Predictor(_best_dir(run_dir), device=resolved, single=single)
             check_top_k(top, len(predictor.labels))
         except (ExportError, HubError, RunError, ValueError) as exc:
             _fail(str(exc))

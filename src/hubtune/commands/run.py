@@ -67,6 +67,10 @@ def register(app: typer.Typer) -> None:
                                                 "this many GFLOPs (hub figures, native input)."),
         latency_batch: int = typer.Option(32, help="Second batch size at which latency is "
                                           "measured and reported (with --max-latency-ms)."),
+        ensemble: int = typer.Option(0, help="After the search, add a greedy ensemble of the "
+                                     "trained trials (K selection rounds, with replacement; "
+                                     "weights chosen on validation) to best/; 0: off. See "
+                                     "docs/ensemble.md."),
         ray_address: str | None = typer.Option(None, help="Join a running Ray cluster (auto or "
                                                "HOST:PORT) instead of starting a local one; "
                                                "--out must be on a filesystem all nodes share."),
@@ -108,7 +112,7 @@ def register(app: typer.Typer) -> None:
                 image_size=image_size, subset=subset, optimizer=optimizer, quota=quota,
                 final_epochs=final_epochs, num_threads=threads, pretrained=pretrained,
                 workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
-                ray_address=ray_address, surrogate=surrogate, metric=metric, on_event=display,
+                ray_address=ray_address, surrogate=surrogate, metric=metric, ensemble=ensemble, on_event=display,
                 max_latency_ms=max_latency_ms, max_params=max_params, max_gflops=max_gflops,
                 latency_batch=latency_batch,
                 started=started, log_to=log_to,

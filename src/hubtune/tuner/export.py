@@ -184,17 +184,30 @@ def export_first_loadable(
 
 
 class Predictor:
-    """Loads ``best/`` and classifies image files, with the training preprocessing."""
+    """Loads ``best/`` and classifies image files, with the training preprocessing.
 
-    def __init__(self, best_dir: str | Path, device: str = "cpu") -> None:
+    When ``best/ensemble.json`` exists (``hubtune run --ensemble K``) the
+    ensemble predicts (``self.ensemble`` lists its members); ``single=True``
+    uses the single best model instead.
+    """
+
+    def __init__(self, best_dir: str | Path, device: str = "cpu", single: bool = False) -> None:
         loaded = load_best(best_dir, device=device)  # one-line ExportError on any problem
         self.labels: list[str] = loaded.labels
         self.pre: dict[str, Any] = loaded.pre
         self.meta: dict[str, Any] = loaded.meta
-        self.model = loaded.model
+        self.model: torch.nn.Module = loaded.model
         self.device = device
         self.mean = torch.tensor(self.pre["mean"]).view(1, 3, 1, 1)
         self.std = torch.tensor(self.pre["std"]).view(1, 3, 1, 1)
+        self.ensemble: list[dict[str, Any]] | None = None
+        if not single and (Path(best_dir) / "ensemble.json").exists():
+            from hubtune.tuner.ensemble_export import load_ensemble
+
+            # The ensemble normalises per member: it takes the images in [0, 1].
+            self.model, self.ensemble = load_ensemble(
+                best_dir, len(self.labels), int(self.pre["image_size"]), device)
+            self.mean, self.std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
 
     def predict(self, paths: list[str | Path], top_k: int = 3,
                 batch_size: int = 64) -> list[Prediction]:

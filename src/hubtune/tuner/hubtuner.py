@@ -63,6 +63,8 @@ class HubTuner:
             (batch-1 latency measured on ``device``; parameters in millions and GFLOPs
             from the hub descriptors); models violating one are never searched
             (see ``docs/constraints.md``).
+        ensemble: rounds of greedy ensemble selection after the search (0, the default:
+            no ensemble); the ensemble is added to ``best/`` (see ``docs/ensemble.md``).
         surrogate: a folder written by ``hubtune metatrain`` for surrogate-based
             optimizers; default: the shipped surrogate, or its offline-hub version
             when every model is from the offline hub.
@@ -102,6 +104,7 @@ class HubTuner:
         max_params: float | None = None,
         max_gflops: float | None = None,
         latency_batch: int = 32,
+        ensemble: int = 0,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         started: float | None = None,
         log_to: str | Sequence[str] | None = None,
@@ -129,6 +132,8 @@ class HubTuner:
         if metric not in METRICS:
             raise RunError(f"--metric must be {', '.join(METRICS[:-1])} or {METRICS[-1]}, "
                            f"got {metric!r}")
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 0:
+            raise RunError(f"--ensemble must be a whole number >= 0 (0: off), got {ensemble!r}")
         from hubtune.tuner.device import resolve_device
 
         # auto -> cuda, mps or cpu; a cluster's driver may lack the GPUs its workers have
@@ -154,6 +159,7 @@ class HubTuner:
             ray_address=ray_address or None, surrogate=surrogate, metric=metric,
             max_latency_ms=max_latency_ms, max_params=max_params, max_gflops=max_gflops,
             latency_batch=latency_batch,
+            ensemble=ensemble,
         )
         self._decision: Any = None  # the constraints' Decision of this session (fit)
         self._latency: dict[str, Any] = {}  # measured latencies of this session (fit)
@@ -185,7 +191,7 @@ class HubTuner:
             quota=a["quota"], final_epochs=a["final_epochs"], num_threads=a["num_threads"],
             pretrained=a["pretrained"], workers=a["workers"], gpus=a["gpus"],
             gpus_per_trial=a["gpus_per_trial"], ray_address=a["ray_address"],
-            surrogate=a["surrogate"], metric=a["metric"],
+            surrogate=a["surrogate"], metric=a["metric"], ensemble=a["ensemble"],
             max_latency_ms=a["max_latency_ms"], max_params=a["max_params"],
             max_gflops=a["max_gflops"], latency_batch=a["latency_batch"],
         )
@@ -411,6 +417,26 @@ class HubTuner:
         loop.journal.append("note", what="final_epochs", trial_id=chosen, to_epoch=target,
                             status=res.status if res else "worker lost")
 
+    def _ensemble(self, ds: Any, trial_dirs: list[Path], metrics: dict[str, Any], loop: Any,
+                  settings: RunSettings) -> None:
+        """Add the greedy ensemble of the trained trials to ``best/`` (``metrics["ensemble"]``)."""
+        from hubtune.tuner.ensemble import build_ensemble
+        from hubtune.tuner.export import CHECKPOINT_ERRORS  # includes ExportError
+
+        def broken(trial_id: str, reason: str) -> None:
+            loop.journal.append("note", what="broken_checkpoint", trial_id=trial_id, reason=reason)
+
+        try:
+            summary = build_ensemble(self.out, ds, trial_dirs, rounds=settings.ensemble,
+                                     metric=settings.metric, device=settings.device, on_broken=broken)
+        except CHECKPOINT_ERRORS as exc:
+            summary = None
+            self.on_event("notice", {"message": f"the ensemble was not exported: {exc}"})
+        if summary is not None:
+            metrics["ensemble"] = summary
+            loop.journal.append("note", what="ensemble", members=len(summary["members"]),
+                                computed=summary["cache"]["computed"])
+
     def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
         """Export the best trial with a loadable checkpoint to ``best/``; write ``result.json``.
 
@@ -457,6 +483,8 @@ class HubTuner:
                            "search_elapsed_seconds": outcome.elapsed,
                            "budget_seconds": settings.budget}, search=search, on_broken=broken)
         best_dir = self.out / "best" if chosen else None
+        if best_dir is not None and settings.ensemble > 0:
+            self._ensemble(ds, [store.trial_dir(t) for t in ranked], metrics, loop, settings)
         if ranked and best_dir is None:
             self.on_event("notice", {"message": "no trial checkpoint could be exported (see the "
                                      "broken_checkpoint notes in journal.jsonl); best/ was not updated"})

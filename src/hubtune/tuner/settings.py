@@ -44,10 +44,11 @@ class RunSettings:
     max_params: float | None = None
     max_gflops: float | None = None
     latency_batch: int = 32
+    ensemble: int = 0
 
     # Settings that may change when resuming (budget can be extended; more workers added).
     RESUMABLE_CHANGES = ("budget", "quota", "final_epochs", "num_threads", "device",
-                         "workers", "gpus", "gpus_per_trial", "ray_address")
+                         "workers", "gpus", "gpus_per_trial", "ray_address", "ensemble")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
