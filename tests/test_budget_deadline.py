@@ -42,9 +42,9 @@ def test_no_epoch_starts_that_would_pass_the_deadline(tmp_path):
     first = advance(CFG, 1, data=ds, workdir=tmp_path / "t", max_epochs=4, pretrained=False,
                     num_threads=1)
     epoch_s = first.records[0].train_seconds + first.records[0].eval_seconds
-    # Room for one more epoch but not two: the step to epoch 4 stops after epoch 2.
+    # Room for about two more epochs but not three: the step to epoch 4 stops early.
     res = advance(CFG, 4, data=ds, workdir=tmp_path / "t", max_epochs=4, pretrained=False,
-                  num_threads=1, stop_at=time.time() + 1.6 * epoch_s)
+                  num_threads=1, stop_at=time.time() + 2.5 * epoch_s)
     assert res.status in ("ended", "ok")
     done = [r.epoch for r in read_records(tmp_path / "t")]
     assert done[:2] == [1, 2] and done == sorted(set(done))
@@ -79,3 +79,17 @@ def test_co_tuning_preparation_is_abandoned_at_the_deadline_too(tmp_path):
     with pytest.raises(TimeoutError):
         trial.prepare_cotuning()
     assert len(seen) == 3
+
+
+def test_an_epoch_whose_evaluation_cannot_finish_in_time_is_abandoned_early():
+    """The check counts the evaluation still to come, so the epoch stops before the deadline."""
+    from hubtune.finetune.engine import _deadline_check, _OutOfTime
+
+    check = _deadline_check(time.time() + 5.0, eval_share=1.0)
+    check(0, 10)  # nothing trained yet: nothing to project
+    time.sleep(0.05)
+    check(1, 10)  # 0.05 s trained, ~0.025 s of evaluation to come: fits
+    late = _deadline_check(time.time() + 0.1, eval_share=100.0)
+    time.sleep(0.05)
+    with pytest.raises(_OutOfTime):
+        late(1, 10)  # 0.05 s trained -> ~2.5 s of evaluation: cannot end by the deadline

@@ -207,7 +207,8 @@ def _advance(
         weights_path=weights_path, load_weights=pretrained and (needs_reference or not resuming),
     )
     trial.on_batch = on_batch
-    trial.check_deadline = _deadline_check(stop_at)
+    n_train, n_val = len(data.train.labels), len(data.val.labels)
+    trial.check_deadline = _deadline_check(stop_at, eval_share=n_val / max(n_train, 1))
     if resuming:
         trial.load(workdir)
         _sync_records_file(workdir, trial.records)
@@ -293,13 +294,24 @@ def _epoch_seconds(record: EpochRecord) -> float:
     return float(record.train_seconds + record.eval_seconds)
 
 
-def _deadline_check(stop_at: float | None) -> Callable[[], None] | None:
-    """A check that raises :class:`_OutOfTime` once ``stop_at`` (``time.time()``) has passed."""
+EVAL_COST = 0.5
+"""Seconds to evaluate an image, as a fraction of training on it (no backward pass, larger
+batches): what the deadline check expects the epoch's evaluation to still cost."""
+
+
+def _deadline_check(stop_at: float | None, eval_share: float = 0.0) -> Callable[..., None] | None:
+    """A check, called after each batch, that raises :class:`_OutOfTime` when the epoch
+    cannot finish by ``stop_at`` (``time.time()``): once the deadline has passed, or once
+    the evaluation still to come (``eval_share`` = validation / training images, at
+    :data:`EVAL_COST` of the training time so far) would end after it."""
     if stop_at is None:
         return None
+    began = time.time()
 
-    def check() -> None:
-        if time.time() > stop_at:
+    def check(done: int = 0, total: int = 0) -> None:
+        now = time.time()
+        evaluation = (now - began) * eval_share * EVAL_COST if done else 0.0
+        if now + evaluation > stop_at:
             raise _OutOfTime
 
     return check

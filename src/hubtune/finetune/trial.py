@@ -69,7 +69,7 @@ class Trial:
     on_batch: Callable[[int, int, int], None] | None = None
     # Called after every training (and Co-Tuning preparation) batch; the engine's
     # deadline check raises from it once the run's deadline has passed.
-    check_deadline: Callable[[], None] | None = None
+    check_deadline: Callable[..., None] | None = None
     """Called after each training batch with (epoch (0-based), batches done, batches in the
     epoch); ``None`` (default): no per-batch callback."""
 
@@ -294,7 +294,7 @@ class Trial:
             if self.on_batch is not None:  # progress display (hubtune run --log live)
                 self.on_batch(epoch, n_batches, total)
             if self.check_deadline is not None:
-                self.check_deadline()
+                self.check_deadline(n_batches, total)
             if (step + 1) % check_every == 0 and not math.isfinite(float(loss_sum)):
                 raise _Diverged(f"non-finite training loss in epoch {epoch + 1}, batch {step + 1}")
         mean = float(loss_sum) / max(n_batches, 1)

@@ -346,6 +346,12 @@ class SearchLoop:
              "elapsed": self.elapsed(), "budget": self.budget,
              "worker": done.worker if done is not None else 0})
 
+    def unmeasured_reserve(self) -> float:
+        """Extra seconds kept back while no evaluation has been measured (5% of the budget):
+        the export's allowance is then a guess, and the first step must leave room for it."""
+        measured = any(r.eval_seconds > 0 for res in self.results for r in res.records)
+        return 0.0 if measured else 0.05 * self.budget
+
     def deadline_grace(self) -> float:
         """Seconds past the budget a step may run before the trainer abandons it (1%)."""
         return 0.01 * self.budget
@@ -356,7 +362,7 @@ class SearchLoop:
             # and a first epoch still running at it is abandoned (the budget is a promise
             # even for a step no estimate could foresee).
             step.info["stop_at"] = (time.time() + self.left_for_steps()
-                                    + self.deadline_grace())
+                                    + self.deadline_grace() - self.unmeasured_reserve())
         worker = self.executor.submit(step)
         if self._listening:
             self.on_event("step", {"step": step, "worker": worker, "elapsed": self.elapsed(),
