@@ -202,7 +202,7 @@ class Predictor:
         self.std = torch.tensor(self.pre["std"]).view(1, 3, 1, 1)
         self.ensemble: list[dict[str, Any]] | None = None
         if not single and (Path(best_dir) / "ensemble.json").exists():
-            from hubtune.tuner.ensemble_export import load_ensemble
+            from hubtune.tuner.ensemble_load import load_ensemble
 
             # The ensemble normalises per member: it takes the images in [0, 1].
             self.model, self.ensemble = load_ensemble(
