@@ -281,6 +281,12 @@ class BudgetGuard:
         if own is not None and own > left:
             return Verdict("decline", step, own,
                            f"the optimizer predicts {own:.0f}s, {left:.0f}s left")
+        if own is not None:
+            # An optimizer that predicts its steps' seconds (quicktune: a cost model plus its
+            # own measured errors) has done this accounting; a second, cruder estimate on
+            # top declined its new configs and cost it regret on the replay. The trainer's
+            # deadline still bounds whatever the prediction missed.
+            return Verdict("run", step, own, "the optimizer's own prediction fits", own)
         est = self.estimate(step)
         current = self.epoch.get(step.trial_id, 0)
         wanted = step.to_epoch - current
