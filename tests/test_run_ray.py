@@ -202,7 +202,9 @@ def test_driver_killed_with_two_steps_running_resumes_and_redoes_both(tmp_path):
                             text=True)
     tree: dict[int, str] = {}
     try:
-        deadline = time.monotonic() + 120
+        # Long enough for Ray's start-up and the first measured epoch: until an epoch is
+        # measured the loop runs one step at a time (the budget contract), then both slots.
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
             # Both workers inside a step: kill the driver (and so the whole local Ray).
             if len(list((out / "workers").glob("slot-*.json"))) == 2:
