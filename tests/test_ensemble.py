@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from hubtune.cli import app
 from hubtune.data.images import decode_image
 from hubtune.tuner.export import Predictor
-from test_run_e2e import make_folder
+from run_helpers import finished_run
 
 MODELS = "test_resnet,test_efficientnet,test_vit"
 
@@ -36,12 +36,7 @@ def run_args(data: Path, out: Path, ensemble: int | None = 3) -> list[str]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """(data folder, a finished run folder with an ensemble), shared by the module."""
-    root = tmp_path_factory.mktemp("ensemble")
-    data = make_folder(root / "data", per_class=16, size=32)
-    out = root / "run"
-    res = CliRunner().invoke(app, run_args(data, out))
-    assert res.exit_code == 0, res.output
-    return data, out
+    return finished_run(tmp_path_factory.mktemp("ensemble"), run_args, per_class=16, size=32)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from hubtune.cli import app
 from hubtune.search.journal import Journal
 from hubtune.tuner import bestdir
 from hubtune.tuner.bestdir import load_best, publish_best, recover_best
-from test_run_e2e import make_folder
+from run_helpers import finished_run
 
 SENTINEL = "old-export"
 
@@ -34,12 +34,7 @@ def run_args(data: Path, out: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """(data folder, a finished run folder) shared by the tests (each copies the run)."""
-    root = tmp_path_factory.mktemp("export-best")
-    data = make_folder(root / "data", per_class=16, size=24)
-    out = root / "run"
-    res = CliRunner().invoke(app, run_args(data, out))
-    assert res.exit_code == 0, res.output
-    return data, out
+    return finished_run(tmp_path_factory.mktemp("export-best"), run_args, per_class=16, size=24)
 
 
 @pytest.fixture

@@ -10,21 +10,15 @@ from typer.testing import CliRunner
 
 from hubtune.cli import app
 from hubtune.tuner.bestdir import load_best
-from test_run_e2e import make_folder
+from run_helpers import finished_run, one_model_defaults_args
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export-formats")
-    data = make_folder(root / "data", per_class=12, size=24)
-    out = root / "run"
-    res = CliRunner().invoke(app, [
-        "run", str(data), "--out", str(out), "--budget", "120", "--hub", "test",
-        "--models", "test_resnet", "--max-epochs", "1", "--image-size", "24",
-        "--optimizer", "defaults", "--no-pretrained", "--threads", "1", "--log", "plain"])
-    assert res.exit_code == 0, res.output
+    _data, out = finished_run(tmp_path_factory.mktemp("export-formats"),
+                              one_model_defaults_args, per_class=12, size=24)
     return out
 
 
