@@ -157,6 +157,26 @@ class MemberCache:
             return None
         return Member(trial_id, epoch, val, test if sizes[1] else None)
 
+    def _key(self, trial_dir: Path, data: Any) -> tuple[str, int, tuple[int, int]] | None:
+        from hubtune.finetune.checkpoint import read_state
+
+        try:
+            epoch = int(read_state(trial_dir)["epoch"])
+        except Exception:  # noqa: BLE001 - an unreadable state is reported by get()
+            return None
+        test_split = getattr(data, "test", None)
+        n_test = len(test_split.labels) if test_split is not None else 0
+        return trial_dir.name, epoch, (len(data.val.labels), n_test)
+
+    def cached_member(self, trial_dir: Path, data: Any) -> Member | None:
+        """The cached member of ``trial_dir`` at its current checkpoint, or ``None``."""
+        key = self._key(trial_dir, data)
+        return None if key is None else self._cached(*key)
+
+    def is_cached(self, trial_dir: Path, data: Any) -> bool:
+        """Whether :meth:`get` would compute nothing for ``trial_dir``."""
+        return self.cached_member(trial_dir, data) is not None
+
     def get(self, trial_dir: Path, data: Any, device: str) -> Member:
         """The member of ``trial_dir`` (from the cache, or evaluated and stored)."""
         from safetensors.numpy import save_file
@@ -191,25 +211,57 @@ class MemberCache:
 
 
 # ------------------------------------------------------------------ the run's ensemble
+def next_candidate_fits(time_left: float, spent: Sequence[float], have: int) -> bool:
+    """Whether one more uncached candidate may be evaluated with ``time_left`` seconds.
+
+    ``spent``: seconds each candidate evaluated so far took. The first candidate
+    is always evaluated (without it there is no ensemble at all); after that a
+    candidate is only started if the slowest one so far would still end in time.
+    """
+    if have == 0 or not spent:
+        return True
+    return max(spent) <= time_left
+
+
 def select_members(run_dir: Path, data: Any, trial_dirs: Sequence[Path], rounds: int, metric: str,
-                   device: str, on_broken: Callable[[str, str], None]) -> dict[str, Any] | None:
+                   device: str, on_broken: Callable[[str, str], None],
+                   time_left: Callable[[], float] | None = None) -> dict[str, Any] | None:
     """Candidates' probabilities (cached), greedy weights on val, one test score.
 
     ``trial_dirs`` are best first; at most :data:`MAX_CANDIDATES` are used. A
     checkpoint that cannot be loaded is reported as ``on_broken(trial_id, reason)``
-    and skipped. Returns ``None`` when no candidate loads, else a dict with
+    and skipped. ``time_left`` (seconds of the run's budget left for this; ``None``:
+    no limit) stops evaluating further candidates once the next would not end in
+    time (:func:`next_candidate_fits`); the candidates are best first, so the
+    budget cuts the least promising ones, and cached ones cost nothing and are
+    always used. Returns ``None`` when no candidate loads, else a dict with
     ``members`` (trial id, epoch, weight, count), ``val``/``test`` scores of the
-    ensemble and ``cache`` (how many members were computed / reused).
+    ensemble, ``cache`` (how many members were computed / reused) and
+    ``cut_by_budget`` (candidates left out for lack of time).
     """
+    import time
+
     from hubtune.tuner.export import CHECKPOINT_ERRORS
 
     cache = MemberCache(run_dir)
     members: list[Member] = []
-    for trial_dir in list(trial_dirs)[:MAX_CANDIDATES]:
+    spent: list[float] = []
+    candidates = list(trial_dirs)[:MAX_CANDIDATES]
+    cut = 0
+    for i, trial_dir in enumerate(candidates):
+        cached = cache.is_cached(Path(trial_dir), data)
+        if (not cached and time_left is not None
+                and not next_candidate_fits(time_left(), spent, len(members))):
+            cut = sum(1 for t in candidates[i:] if not cache.is_cached(Path(t), data))
+            members.extend(m for t in candidates[i:] if (m := cache.cached_member(Path(t), data)))
+            break
+        t0 = time.monotonic()
         try:
             members.append(cache.get(Path(trial_dir), data, device))
         except CHECKPOINT_ERRORS as exc:
             on_broken(Path(trial_dir).name, (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0][:300])
+        if not cached:
+            spent.append(time.monotonic() - t0)
     if not members:
         return None
     val_labels = np.asarray(data.val.labels)
@@ -223,6 +275,7 @@ def select_members(run_dir: Path, data: Any, trial_dirs: Sequence[Path], rounds:
                            val_labels),
         "cache": {"computed": len(cache.computed), "reused": len(members) - len(cache.computed),
                   "computed_trials": list(cache.computed)},
+        "cut_by_budget": cut,
     }
     if all(m.test is not None for m, _ in chosen) and getattr(data, "test", None) is not None:
         test = weighted_average([m.test for m, _ in chosen], [w for _, w in chosen])  # type: ignore[misc]
@@ -231,8 +284,12 @@ def select_members(run_dir: Path, data: Any, trial_dirs: Sequence[Path], rounds:
 
 
 def build_ensemble(run_dir: str | Path, data: Any, trial_dirs: Sequence[Path], *, rounds: int,
-                   metric: str, device: str, on_broken: Callable[[str, str], None]) -> dict[str, Any] | None:
+                   metric: str, device: str, on_broken: Callable[[str, str], None],
+                   time_left: Callable[[], float] | None = None) -> dict[str, Any] | None:
     """Select the ensemble and add it to ``RUN/best`` (atomically); returns its summary.
+
+    ``time_left``: seconds of the run's budget left for evaluating candidates
+    (see :func:`select_members`).
 
     The summary (members, weights, val/test scores, inference cost) is also
     written under ``"ensemble"`` in ``best/metrics.json``. ``None``: no candidate
@@ -241,7 +298,7 @@ def build_ensemble(run_dir: str | Path, data: Any, trial_dirs: Sequence[Path], *
     from hubtune.tuner.ensemble_export import add_ensemble_to_best
 
     run_dir = Path(run_dir)
-    summary = select_members(run_dir, data, trial_dirs, rounds, metric, device, on_broken)
+    summary = select_members(run_dir, data, trial_dirs, rounds, metric, device, on_broken, time_left)
     if summary is None:
         return None
     by_id = {Path(t).name: Path(t) for t in trial_dirs}
