@@ -178,3 +178,38 @@ def test_metatrain_from_runs_options(runs, tmp_path):
     r = CliRunner().invoke(app, ["metatrain", "--from-runs", str(runs["a"]), "--init-surrogate", "none",
                                  "--out", str(tmp_path / "s"), "--steps", "2"])
     assert r.exit_code == 2 and "at least 2 datasets" in r.output
+
+
+def test_journal_edge_cases(tmp_path):
+    """Epochs journaled twice (an evicted trial retrained), divergence, a NaN first epoch."""
+    from hubtune.core.records import EpochRecord
+    from hubtune.protocol.codec import result_to_dict, step_to_dict
+    from hubtune.protocol.steps import Step, StepResult
+
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"data": str(tmp_path / "gone"), "max_epochs": 4,
+                                                 "seed": 0, "image_size": 32}))
+    j = Journal(folder / "journal.jsonl")
+
+    def rec(e: int, s: float) -> EpochRecord:
+        return EpochRecord(epoch=e, score=s, train_seconds=1.0 + e, eval_seconds=0.5,
+                           val_metrics={"top1": s})
+
+    cx, cy, cz = (Config(model=m) for m in ("test_resnet", "test_convnext", "test_vit"))
+    for step, records, status, reason in (
+        (Step("x", cx, 2), [rec(1, 0.3), rec(2, 0.4)], "ok", None),
+        (Step("x", cx, 3), [rec(1, 0.31), rec(2, 0.41), rec(3, 0.5)], "ok", None),  # retrained
+        (Step("y", cy, 3), [rec(1, 0.2)], "diverged", "non-finite loss at epoch 2"),
+        (Step("z", cz, 1), [rec(1, float("nan"))], "diverged", "non-finite loss"),
+    ):
+        j.append("ask", step=step_to_dict(step))
+        j.append("result", **result_to_dict(StepResult(step=step, records=records, status=status,
+                                                        reason=reason, seconds=1.0)))
+    meta = load_run_folders([folder])
+    ds = meta["gone"]
+    assert ds.curve(ds.index("edge/x")).tolist() == [0.3, 0.4, 0.5]  # first record of an epoch kept
+    assert ds.cost(ds.index("edge/x")).tolist() == [2.5, 3.5, 4.5]
+    assert ds.curve(ds.index("edge/y")).tolist() == [0.2]  # the epochs before divergence
+    assert [(u.run_id, u.reason) for u in meta.unmapped] == [("edge/z", "diverged: non-finite loss")]
+    assert ds.meta_features is None and ds.schedule_epochs == 4

@@ -131,10 +131,6 @@ def register(app: typer.Typer) -> None:
         except MetaTrainError as exc:
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(2) from None
-        from hubtune.surrogate.provenance import RECORD_KEY, provenance_entries
-
-        inherited = list(init.record.get(RECORD_KEY, [])) if init is not None else []
-        sur.record[RECORD_KEY] = inherited + provenance_entries(md.provenance, md.datasets)
         sur.record["command"] = (
             "hubtune metatrain "
             + " ".join([*(f"--metadata {p}" for p in metadata)]
