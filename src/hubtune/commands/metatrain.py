@@ -143,9 +143,12 @@ def register(app: typer.Typer) -> None:
         )
         sur.record["unknown_models"] = [m for m in sur.record.get("models", []) if _describe(m) is None]
         sur.save(out)
-        if run_dirs:
-            typer.echo(f"trained on the data of {len(run_dirs)} run folder(s); 'hubtune run --surrogate "
-                       f"{out}' refuses that data")
+        from hubtune.surrogate.provenance import RECORD_KEY
+
+        leak_guard = sur.record.get(RECORD_KEY, [])
+        if leak_guard:
+            typer.echo(f"trained on the runs of {', '.join(e['dataset'] for e in leak_guard)}; "
+                       f"'hubtune run --surrogate {out}' refuses that data")
         typer.echo(json.dumps({"out": str(out), "datasets": len(md.datasets),
                                "best_step": sur.record["best_step"],
                                "seconds": sur.record["seconds"]}))
