@@ -181,7 +181,8 @@ def test_metatrain_from_runs_options(runs, tmp_path):
 
 
 def test_journal_edge_cases(tmp_path):
-    """Epochs journaled twice (an evicted trial retrained), divergence, a NaN first epoch."""
+    """Epochs journaled twice (an evicted trial retrained), divergence, a NaN first epoch, a step
+    abandoned at the deadline and continued after a resume, a step asked and never finished."""
     from hubtune.core.records import EpochRecord
     from hubtune.protocol.codec import result_to_dict, step_to_dict
     from hubtune.protocol.steps import Step, StepResult
@@ -196,20 +197,26 @@ def test_journal_edge_cases(tmp_path):
         return EpochRecord(epoch=e, score=s, train_seconds=1.0 + e, eval_seconds=0.5,
                            val_metrics={"top1": s})
 
-    cx, cy, cz = (Config(model=m) for m in ("test_resnet", "test_convnext", "test_vit"))
+    cx, cy, cz, cw, cv = (Config(model=m) for m in ("test_resnet", "test_convnext", "test_vit",
+                                                     "test_efficientnet", "test_nfnet"))
     for step, records, status, reason in (
         (Step("x", cx, 2), [rec(1, 0.3), rec(2, 0.4)], "ok", None),
         (Step("x", cx, 3), [rec(1, 0.31), rec(2, 0.41), rec(3, 0.5)], "ok", None),  # retrained
         (Step("y", cy, 3), [rec(1, 0.2)], "diverged", "non-finite loss at epoch 2"),
         (Step("z", cz, 1), [rec(1, float("nan"))], "diverged", "non-finite loss"),
+        (Step("w", cw, 2), [rec(1, 0.6)], "failed", "abandoned mid-way through epoch 2: deadline"),
+        (Step("w", cw, 2), [rec(2, 0.7)], "ok", None),  # the next session continues it
     ):
         j.append("ask", step=step_to_dict(step))
         j.append("result", **result_to_dict(StepResult(step=step, records=records, status=status,
                                                         reason=reason, seconds=1.0)))
+    j.append("ask", step=step_to_dict(Step("v", cv, 1)))  # killed during its first epoch
     meta = load_run_folders([folder])
     ds = meta["gone"]
+    assert ds.curve(ds.index("edge/w")).tolist() == [0.6, 0.7]
     assert ds.curve(ds.index("edge/x")).tolist() == [0.3, 0.4, 0.5]  # first record of an epoch kept
     assert ds.cost(ds.index("edge/x")).tolist() == [2.5, 3.5, 4.5]
     assert ds.curve(ds.index("edge/y")).tolist() == [0.2]  # the epochs before divergence
-    assert [(u.run_id, u.reason) for u in meta.unmapped] == [("edge/z", "diverged: non-finite loss")]
+    assert [(u.run_id, u.reason) for u in meta.unmapped] == [
+        ("edge/z", "diverged: non-finite loss"), ("edge/v", "interrupted before its first epoch finished")]
     assert ds.meta_features is None and ds.schedule_epochs == 4

@@ -59,6 +59,7 @@ class TrialCurve:
     status: str = "interrupted"
     reason: str | None = None
     config_error: str | None = None
+    cut: bool = False  # a gap or a non-finite score ended the curve
 
 
 @dataclass
@@ -213,18 +214,18 @@ def read_trials(directory: Path) -> tuple[list[TrialCurve], bool]:
                 trial(e["step"])
             elif kind == "result":
                 t = trial(e["step"])
-                if t.status in ("failed", "diverged"):
-                    continue  # nothing after a failure belongs to the curve
-                for rec in e.get("records") or []:
+                # A failed step is not always the trial's end (a step abandoned at the
+                # deadline is continued by a resumed run): later epochs still count.
+                for rec in [] if t.cut else (e.get("records") or []):
                     epoch = int(rec["epoch"])
                     if epoch in t.epochs:
                         continue
                     if epoch != len(t.epochs) + 1:
-                        t.reason = t.reason or f"epoch {epoch} follows epoch {len(t.epochs)}; curve cut"
+                        t.cut, t.reason = True, f"epoch {epoch} follows epoch {len(t.epochs)}; curve cut"
                         break
                     score = _score(rec)
                     if not math.isfinite(score):
-                        t.status, t.reason = "diverged", f"non-finite score at epoch {epoch}"
+                        t.cut, t.status, t.reason = True, "diverged", f"non-finite score at epoch {epoch}"
                         break
                     t.epochs.append(epoch)
                     t.scores.append(score)
@@ -233,7 +234,7 @@ def read_trials(directory: Path) -> tuple[list[TrialCurve], bool]:
                 status = str(e.get("status") or "ok")
                 if status in ("failed", "diverged"):
                     t.status, t.reason = status, e.get("reason") or t.reason or status
-                elif t.status not in ("failed", "diverged"):
+                elif not t.cut:
                     t.status = status
             elif kind == "end":
                 ended = True
