@@ -23,7 +23,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("metatrain")
     def metatrain_cmd(
-        metadata: list[Path] = typer.Option(..., "--metadata", help="Meta-dataset directory (repeatable)."),
+        metadata: list[Path] = typer.Option(None, "--metadata", help="Meta-dataset directory (repeatable)."),
+        from_runs: list[Path] = typer.Option(
+            None, "--from-runs",
+            help="'hubtune run' folders (finished or interrupted) to learn from: "
+            "--from-runs runs/a runs/b ...; folders of the same data form one dataset. "
+            "Implies --init-surrogate shipped unless given. See docs/from-runs.md."),
+        more_runs: list[Path] = typer.Argument(
+            None, metavar="[RUN_DIR]...", help="Further run folders of --from-runs.", show_default=False),
         out: Path = typer.Option(..., "--out", help="Directory to write surrogate.safetensors + surrogate.json."),
         exclude_datasets: str = typer.Option("", "--exclude-datasets", help="Comma-separated datasets to leave out."),
         seed: int = typer.Option(0, help="Meta-training seed."),
@@ -35,7 +42,8 @@ def register(app: typer.Typer) -> None:
             None, "--init-surrogate",
             help="Continue meta-training this surrogate instead of starting from scratch: 'shipped' "
             "(the default surrogate) or a directory written by 'hubtune metatrain'. Specialises it "
-            "to your hub and hardware."),
+            "to your hub and hardware. Default: none (from scratch), or 'shipped' with --from-runs; "
+            "'none' trains from scratch."),
         cost: str = typer.Option("refit", help="Cost model: 'refit' on the given meta-datasets' seconds, or "
                                  "'keep' the --init-surrogate's."),
         cost_datasets: str = typer.Option("", "--cost-datasets", help="Comma-separated datasets whose "
@@ -46,6 +54,8 @@ def register(app: typer.Typer) -> None:
 
         Meta-datasets given with repeated --metadata are combined (dataset names must differ);
         any layout load_metadata reads works, including the output of 'hubtune metadata generate'.
+        --from-runs converts 'hubtune run' folders; the surrogate records their data's
+        fingerprints, and 'hubtune run --surrogate' refuses to search that data with it.
         """
         from hubtune.metadata import MetadataError, load_metadata
         from hubtune.surrogate.metatrain import (
@@ -56,8 +66,26 @@ def register(app: typer.Typer) -> None:
         )
         from hubtune.surrogate.model import SurrogateError
 
+        metadata = list(metadata or [])
+        run_dirs = list(from_runs or []) + list(more_runs or [])
+        if more_runs and not from_runs:
+            typer.secho(f"error: unexpected argument {more_runs[0]} (run folders follow --from-runs)",
+                        fg="red", err=True)
+            raise typer.Exit(2)
+        if not metadata and not run_dirs:
+            typer.secho("error: give --metadata DIR and/or --from-runs RUN_DIR [RUN_DIR ...]",
+                        fg="red", err=True)
+            raise typer.Exit(2)
+        if init_surrogate is None and run_dirs:
+            init_surrogate = "shipped"  # a few searches are far too little to train from scratch
+        if init_surrogate is not None and init_surrogate.lower() == "none":
+            init_surrogate = None
         try:
             loaded = [load_metadata(p) for p in metadata]
+            if run_dirs:
+                from hubtune.metadata.layouts.runfolder import load_run_folders
+
+                loaded.append(load_run_folders(run_dirs))
         except (MetadataError, OSError) as exc:
             typer.secho(f"error: {exc}", fg="red", err=True)
             raise typer.Exit(2) from None
@@ -105,7 +133,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         sur.record["command"] = (
             "hubtune metatrain "
-            + " ".join(f"--metadata {p}" for p in metadata)
+            + " ".join([*(f"--metadata {p}" for p in metadata)]
+                       + ([f"--from-runs {' '.join(map(str, run_dirs))}"] if run_dirs else []))
             + f" --out {out} --seed {seed} --steps {settings.steps} --lr {settings.lr:g}"
             + f" --model-encoding {settings.model_encoding}"
             + (f" --exclude-datasets {','.join(excluded)}" if excluded else "")
@@ -114,6 +143,12 @@ def register(app: typer.Typer) -> None:
         )
         sur.record["unknown_models"] = [m for m in sur.record.get("models", []) if _describe(m) is None]
         sur.save(out)
+        from hubtune.surrogate.provenance import RECORD_KEY
+
+        leak_guard = sur.record.get(RECORD_KEY, [])
+        if leak_guard:
+            typer.echo(f"trained on the runs of {', '.join(e['dataset'] for e in leak_guard)}; "
+                       f"'hubtune run --surrogate {out}' refuses that data")
         typer.echo(json.dumps({"out": str(out), "datasets": len(md.datasets),
                                "best_step": sur.record["best_step"],
                                "seconds": sur.record["seconds"]}))

@@ -52,7 +52,8 @@ def register(app: typer.Typer) -> None:
                                               "metatrain' (e.g. specialised to your hub) instead "
                                               "of the shipped one (default: the shipped "
                                               "surrogate; for offline-hub models its "
-                                              "offline-specialised version)."),
+                                              "offline-specialised version). Refused on data "
+                                              "it was meta-trained on (docs/from-runs.md)."),
         metric: str = typer.Option("top1", help="Validation score the search optimizes and "
                                    "the export ranks by: top1 (accuracy), balanced_accuracy "
                                    "(mean per-class recall) or macro_f1. best/metrics.json "

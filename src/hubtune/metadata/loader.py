@@ -5,21 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from hubtune.metadata.errors import MetadataError
-from hubtune.metadata.layouts import compact, native, qtt_csv, release
+from hubtune.metadata.layouts import compact, native, qtt_csv, release, runfolder
 from hubtune.metadata.metadataset import MetaDataset
 
 LAYOUTS_HELP = (
     "hubtune's own format (metadata.json + arrays.safetensors), "
     "the Quick-Tune compact layout (table.csv + curves/perf.json + curves/cost.json), "
     "the official Quick-Tune release (eval_top1.json, eval_time.json, train_time.json, args.json), "
-    "or Quick-Tune-Tool CSVs (config.csv, curve.csv, cost.csv, optional meta.csv)"
+    "Quick-Tune-Tool CSVs (config.csv, curve.csv, cost.csv, optional meta.csv), "
+    "or a 'hubtune run' folder (run.json + journal.jsonl)"
 )
 
 
 def detect_layout(directory: Path) -> str:
-    """Name of the layout in ``directory``: native, compact, release or qtt."""
+    """Name of the layout in ``directory``: native, compact, release, qtt or run."""
     if native.is_native(directory):
         return "native"
+    if runfolder.is_run_folder(directory):
+        return "run"
     if compact.is_compact(directory):
         return "compact"
     if release.is_release(directory):
@@ -57,6 +60,8 @@ def load_metadata(path: str | Path) -> MetaDataset:
         return compact.load_compact(directory)
     if layout == "release":
         return release.load_release(directory)
+    if layout == "run":
+        return runfolder.load_run_folder(directory)
     return qtt_csv.load_qtt(directory)
 
 

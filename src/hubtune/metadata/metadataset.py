@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,11 @@ class MetaDataset:
 
     All datasets share one array width, :attr:`max_epochs`. Runs the loader
     could not map into a :class:`Config` are kept in :attr:`unmapped` with the
-    reason, never dropped silently.
+    reason, never dropped silently. :attr:`provenance` maps a dataset name to
+    where its runs came from when the source says so (run folders converted by
+    ``hubtune.metadata.layouts.runfolder``: the data's fingerprints, source and
+    the run folders); meta-training records it so that a search can refuse
+    data the surrogate was trained on.
 
     Example:
         >>> from hubtune.metadata import load_metadata
@@ -34,6 +39,7 @@ class MetaDataset:
         runs: Mapping[str, DatasetRuns] | Iterable[DatasetRuns] = (),
         unmapped: Sequence[UnmappedRun] = (),
         max_epochs: int | None = None,
+        provenance: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         items = list(runs.values()) if isinstance(runs, Mapping) else list(runs)
         by_name: dict[str, DatasetRuns] = {}
@@ -53,6 +59,9 @@ class MetaDataset:
             name: by_name[name].widened(width) for name in sorted(by_name)
         }
         self.unmapped: list[UnmappedRun] = list(unmapped)
+        self.provenance: dict[str, dict[str, Any]] = {
+            name: dict(p) for name, p in sorted((provenance or {}).items()) if name in self._runs
+        }
 
     # ------------------------------------------------------------- access
     @property
@@ -113,6 +122,7 @@ class MetaDataset:
             [r for n, r in self._runs.items() if n in keep],
             [u for u in self.unmapped if u.dataset in keep],
             self.max_epochs,
+            self.provenance,
         )
 
     def without(self, datasets: Iterable[str]) -> MetaDataset:
@@ -122,6 +132,7 @@ class MetaDataset:
             [r for n, r in self._runs.items() if n not in drop],
             [u for u in self.unmapped if u.dataset not in drop],
             self.max_epochs,
+            self.provenance,
         )
 
     # ----------------------------------------------------------- building
@@ -212,4 +223,5 @@ class MetaDataset:
         width = max((p.max_epochs for p in parts), default=0)
         runs = [p[name] for p in parts for name in p.datasets]
         unmapped = [u for p in parts for u in p.unmapped]
-        return cls(runs, unmapped, width)
+        provenance = {n: v for p in parts for n, v in p.provenance.items()}
+        return cls(runs, unmapped, width, provenance)

@@ -191,6 +191,13 @@ def metatrain(
             k: init.record.get(k) for k in ("command", "datasets", "seed", "best_step", "continued_from")
             if k in init.record
         }
+    from hubtune.surrogate.provenance import RECORD_KEY, provenance_entries
+
+    # the data it learnt from (run folders), and what init had learnt from: the leak guard's list
+    trained_on = list(init.record.get(RECORD_KEY, [])) if init is not None else []
+    trained_on += provenance_entries(getattr(metadata, "provenance", {}), names)
+    if trained_on:
+        sur.record[RECORD_KEY] = trained_on
     return sur
 
 

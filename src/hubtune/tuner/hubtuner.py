@@ -195,6 +195,8 @@ class HubTuner:
             max_latency_ms=a["max_latency_ms"], max_params=a["max_params"],
             max_gflops=a["max_gflops"], latency_batch=a["latency_batch"],
         )
+        from hubtune.surrogate.provenance import check_surrogate_data
+        check_surrogate_data(fresh, self.out)  # leakage: --surrogate trained on this data
         path = self.out / "run.json"
         if not path.exists():
             return fresh

@@ -3,7 +3,7 @@
 A directory with:
 
 - ``metadata.json``: ``{"format": "hubtune-metadata", "version": 1, "max_epochs": int,
-  "datasets": [{"name", "run_ids", "configs", "meta_features"[, "schedule_epochs"]}...],
+  "datasets": [{"name", "run_ids", "configs", "meta_features"[, "schedule_epochs"][, "provenance"]}...],
   "unmapped": [...]}``
 - ``arrays.safetensors``: for the dataset at position ``i`` of ``datasets``:
   ``{i}/scores`` and ``{i}/seconds`` (float64 ``[n_runs, max_epochs]``, NaN after
@@ -63,6 +63,7 @@ def save_native(meta: MetaDataset, directory: Path) -> None:
                 "configs": [c.to_dict() for c in runs.configs],
                 "meta_features": None if runs.meta_features is None else runs.meta_features.to_dict(),
                 **({} if runs.schedule_epochs is None else {"schedule_epochs": runs.schedule_epochs}),
+                **({"provenance": meta.provenance[name]} if name in meta.provenance else {}),
             }
         )
     manifest = {
@@ -94,6 +95,7 @@ def load_native(directory: Path) -> MetaDataset:
         raise MetadataError(f"{directory / ARRAYS}: cannot read safetensors ({exc})") from None
     try:
         parts = []
+        provenance = {}
         for i, entry in enumerate(manifest["datasets"]):
             name = entry["name"]
             try:
@@ -101,6 +103,8 @@ def load_native(directory: Path) -> MetaDataset:
             except ConfigError as exc:
                 raise MetadataError(f"{path}: dataset {name!r}: invalid config ({exc})") from None
             mf = entry.get("meta_features")
+            if isinstance(entry.get("provenance"), dict):
+                provenance[name] = entry["provenance"]
             parts.append(
                 DatasetRuns(
                     name,
@@ -114,7 +118,7 @@ def load_native(directory: Path) -> MetaDataset:
                 )
             )
         unmapped = [UnmappedRun.from_dict(u) for u in manifest.get("unmapped", [])]
-        return MetaDataset(parts, unmapped, int(manifest["max_epochs"]))
+        return MetaDataset(parts, unmapped, int(manifest["max_epochs"]), provenance)
     except (KeyError, TypeError) as exc:
         raise MetadataError(f"{path}: malformed manifest (missing or wrong entry {exc})") from None
 
