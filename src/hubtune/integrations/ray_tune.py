@@ -384,7 +384,15 @@ class FreezeThawScheduler(TrialScheduler):
         return True
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        """Nothing to do: the searcher knows the trial already."""
+        """A new trial: nothing to do (the searcher knows it already). A trial that
+        ``Tuner.restore`` brings back: Ray re-queues every unfinished trial as PENDING
+        (and starts every PENDING trial); one that the optimizer had paused is kept
+        PAUSED here, so it waits for the optimizer to continue it, as before."""
+        s = self.searcher
+        tid = s.hub_of.get(trial.trial_id)
+        if trial.status == Trial.PENDING and tid is not None and (
+                tid not in s.steps or tid in s.resume):
+            trial.set_status(Trial.PAUSED)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         decision = self.searcher.observe(trial.trial_id, result)
@@ -406,28 +414,23 @@ class FreezeThawScheduler(TrialScheduler):
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         """A new (PENDING) trial first, else the paused trial the optimizer wants continued.
 
-        After ``Tuner.restore`` Ray re-queues every unfinished trial as PENDING: one
-        whose step was in progress runs (from its checkpoint), one that was paused
-        waits until the optimizer asks to continue it. Once the search is over, the
-        trials still paused (or waiting) are stopped (Ray would wait on them).
+        Once the search is over, paused trials are stopped (Ray would wait on them).
         """
         s = self.searcher
         trials = tune_controller.get_trials()
         for trial in trials:
             if trial.status == Trial.PENDING:
-                tid = s.hub_of.get(trial.trial_id)
-                if tid is None or (tid in s.steps and tid not in s.resume):
-                    return trial
+                return trial
         by_id = {t.trial_id: t for t in trials}
         for tid in list(s.resume):
             trial = by_id.get(s.ray_of[tid])
-            if trial is not None and trial.status in (Trial.PAUSED, Trial.PENDING):
+            if trial is not None and trial.status == Trial.PAUSED:
                 s.resume.remove(tid)
                 s.resumed[trial.trial_id] = s.resumed.get(trial.trial_id, 0) + 1
                 return trial
         if s.finished():
             for trial in trials:
-                if trial.status in (Trial.PAUSED, Trial.PENDING):
+                if trial.status == Trial.PAUSED:
                     tune_controller.stop_trial(trial)
         return None
 
