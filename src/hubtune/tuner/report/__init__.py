@@ -14,6 +14,7 @@ import html
 import json
 from pathlib import Path
 
+from hubtune.tuner.report.ensemble import ensemble_html
 from hubtune.tuner.report.facts import (
     LEADERBOARD_KEYS,
     RunFacts,
@@ -24,7 +25,6 @@ from hubtune.tuner.report.facts import (
     result_times,
     summarize,
 )
-from hubtune.tuner.report.ensemble import ensemble_html
 from hubtune.tuner.report.front import constraints_html, front_plot
 from hubtune.tuner.report.headline import headline_html
 from hubtune.tuner.report.plots import all_plots
