@@ -39,6 +39,13 @@ PROBE = """JSON.stringify({
   }),
   headline: !!document.querySelector('#headline'),
   noModel: (document.querySelector('#no-model') || {}).innerText || null,
+  ensemble: (() => {
+    const s = document.querySelector('#ensemble');
+    if (!s) return null;
+    const r = s.getBoundingClientRect();
+    return {text: s.innerText, width: r.width, height: r.height,
+            members: s.querySelectorAll('#ensemble-members tr').length - 1};
+  })(),
   log: !!document.querySelector('details#decision-log:not([open])'),
   title: document.title,
 })"""

@@ -67,7 +67,8 @@ def test_leaderboard_is_a_dataframe_with_one_row_per_trial(fitted, monkeypatch):
     df = result.leaderboard()
     assert type(df).__name__ == "DataFrame" and list(df.columns) == list(LEADERBOARD_COLUMNS)
     assert set(df["trial_id"]) == trial_ids and len(df) == len(trial_ids)
-    assert df["best_score"].iloc[0] == df["best_score"].max()
+    assert df["last_score"].iloc[0] == df["last_score"].max()  # the export's rule
+    assert df["exported"].iloc[0] and df["trial_id"].iloc[0] == result.metrics["trial_id"]
     assert (df["best_epoch"] <= df["last_epoch"]).all()
     monkeypatch.setitem(sys.modules, "pandas", None)  # pandas not importable
     rows = result.leaderboard()

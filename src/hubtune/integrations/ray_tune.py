@@ -38,6 +38,7 @@ The metric must be a validation score in [0, 1] (``mode="max"``: accuracy-like;
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -52,10 +53,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without ray
     raise ImportError("hubtune.integrations.ray_tune needs Ray Tune: "
                       "pip install 'hubtune[ray]'") from exc
 
+from hubtune.core.atomic import write_json_atomic
 from hubtune.core.errors import RunError
 from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.core.records import EpochRecord
+from hubtune.protocol.codec import result_from_dict, result_to_dict, step_from_dict, step_to_dict
 from hubtune.protocol.steps import Step, StepResult
+
+STATE_KIND = "hubtune.ray_tune.QuickTuneSearcher"
+STATE_VERSION = 1
 
 
 def _meta_features(dataset: Mapping[str, Any] | DatasetMetaFeatures) -> DatasetMetaFeatures:
@@ -124,6 +130,13 @@ class QuickTuneSearcher(Searcher):
         seed: the optimizer's seed.
         surrogate: a ``hubtune metatrain`` folder instead of the shipped surrogate.
         optimizer_options: extra options of the method (see :func:`build_optimizer`).
+
+    Its state is JSON (:meth:`get_state`): Ray Tune saves it with every experiment
+    checkpoint (:meth:`save`, called by ``Tuner.fit``) and ``Tuner.restore`` loads
+    it back (:meth:`restore`), so a restored experiment continues with the
+    optimizer's state, the trials it paused and the steps in progress. Pickling
+    the searcher (Ray does, for ``tuner.pkl``) also stores only the constructor's
+    arguments and that JSON state; the optimizer is rebuilt from them.
     """
 
     def __init__(self, models: Sequence[str], max_epochs: int,
@@ -139,6 +152,16 @@ class QuickTuneSearcher(Searcher):
         if max_concurrent < 1:
             raise RunError(f"max_concurrent must be >= 1, got {max_concurrent}")
         super().__init__(metric=metric, mode=mode)
+        self._init_args: dict[str, Any] = {
+            "models": list(models), "max_epochs": int(max_epochs),
+            "dataset": (dataset.to_dict() if isinstance(dataset, DatasetMetaFeatures)
+                        else dict(dataset)),
+            "metric": metric, "mode": mode, "epoch_key": epoch_key, "optimizer": optimizer,
+            "space": space, "max_steps": max_steps, "budget_s": budget_s,
+            "max_concurrent": max_concurrent, "seed": seed,
+            "surrogate": None if surrogate is None else str(surrogate),
+            "optimizer_options": None if optimizer_options is None else dict(optimizer_options),
+        }
         self.max_epochs = int(max_epochs)
         self.epoch_key = epoch_key
         self.max_steps, self.budget_s, self.max_concurrent = max_steps, budget_s, max_concurrent
@@ -156,6 +179,8 @@ class QuickTuneSearcher(Searcher):
         self.resume: list[str] = []  # paused hubtune trials the optimizer wants continued
         self.exhausted = False
         self.asked = 0
+        self.paused_at: dict[str, list[int]] = {}  # Ray trial id -> epochs it was paused at
+        self.resumed: dict[str, int] = {}  # Ray trial id -> times it was resumed
         self._t0: float | None = None
 
     # -------------------------------------------------------------- asking
@@ -258,6 +283,75 @@ class QuickTuneSearcher(Searcher):
             self.resume.remove(tid)
         self.ask_more()
 
+    # --------------------------------------------------------------- state
+    def get_state(self) -> dict[str, Any]:
+        """The searcher's whole state as JSON-serialisable data: the optimizer's own
+        ``state_dict()``, every told step, the steps in progress with the epochs
+        reported so far, the Ray <-> hubtune trial ids, the pause/resume wishes and
+        the seconds of ``budget_s`` used."""
+        used = 0.0 if self._t0 is None else time.monotonic() - self._t0
+        return {
+            "kind": STATE_KIND, "version": STATE_VERSION,
+            "metric": self._metric, "mode": self._mode, "max_epochs": self.max_epochs,
+            "optimizer": self.optimizer.state_dict(),
+            "results": [result_to_dict(r) for r in self.results],
+            "ray_of": dict(self.ray_of), "hub_of": dict(self.hub_of),
+            "steps": [step_to_dict(st) for st in self.steps.values()],
+            "records": {tid: [r.to_dict() for r in recs] for tid, recs in self.records.items()},
+            "seen": dict(self.seen), "new": [step_to_dict(st) for st in self.new],
+            "resume": list(self.resume), "exhausted": self.exhausted, "asked": self.asked,
+            "paused_at": {k: list(v) for k, v in self.paused_at.items()},
+            "resumed": dict(self.resumed),
+            "elapsed_s": used if self._t0 is not None else None,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`get_state` output (of a searcher built with the same arguments)."""
+        if not isinstance(state, Mapping) or state.get("kind") != STATE_KIND:
+            raise RunError("not a saved QuickTuneSearcher state")
+        if int(state.get("version", 0)) > STATE_VERSION:
+            raise RunError(f"searcher state version {state.get('version')} is newer than this "
+                           f"hubtune understands ({STATE_VERSION})")
+        if int(state["max_epochs"]) != self.max_epochs:
+            raise RunError(f"the saved searcher state is for max_epochs={state['max_epochs']}, "
+                           f"this searcher has max_epochs={self.max_epochs}")
+        self._metric = state.get("metric") or self._metric
+        self._mode = state.get("mode") or self._mode
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.results = [result_from_dict(r) for r in state["results"]]
+        self.ray_of = {str(k): str(v) for k, v in state["ray_of"].items()}
+        self.hub_of = {str(k): str(v) for k, v in state["hub_of"].items()}
+        steps = [step_from_dict(st) for st in state["steps"]]
+        self.steps = {st.trial_id: st for st in steps}
+        self.records = {tid: [EpochRecord.from_dict(r) for r in recs]
+                        for tid, recs in state["records"].items()}
+        self.seen = {str(k): int(v) for k, v in state["seen"].items()}
+        self.new = [step_from_dict(st) for st in state["new"]]
+        self.resume = [str(t) for t in state["resume"]]
+        self.exhausted, self.asked = bool(state["exhausted"]), int(state["asked"])
+        self.paused_at = {k: [int(e) for e in v] for k, v in state.get("paused_at", {}).items()}
+        self.resumed = {k: int(v) for k, v in state.get("resumed", {}).items()}
+        used = state.get("elapsed_s")
+        self._t0 = None if used is None else time.monotonic() - float(used)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write :meth:`get_state` as JSON to ``checkpoint_path`` (Ray Tune calls this with
+        every experiment checkpoint; the file name Ray picks ends in ``.pkl``, its content
+        is JSON)."""
+        write_json_atomic(checkpoint_path, self.get_state())
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Load a state written by :meth:`save` (``Tuner.restore`` calls this)."""
+        try:
+            state = json.loads(Path(checkpoint_path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RunError(f"cannot read the searcher state {checkpoint_path}: {exc}") from None
+        self.set_state(state)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as constructor arguments + JSON state (no optimizer object)."""
+        return (_rebuild_searcher, (type(self), self._init_args, self.get_state()))
+
     # -------------------------------------------------------------- result
     def best(self) -> tuple[dict[str, Any] | None, float, int]:
         """The best configuration told so far, its score (as told) and the epoch it was reached."""
@@ -275,14 +369,30 @@ class FreezeThawScheduler(TrialScheduler):
     def __init__(self, searcher: QuickTuneSearcher) -> None:
         super().__init__()
         self.searcher = searcher
-        self.paused_at: dict[str, list[int]] = {}  # Ray trial id -> epochs it was paused at
-        self.resumed: dict[str, int] = {}  # Ray trial id -> times it was resumed
+
+    @property
+    def paused_at(self) -> dict[str, list[int]]:
+        """Ray trial id -> the epochs it was paused at (kept in the searcher's saved state)."""
+        return self.searcher.paused_at
+
+    @property
+    def resumed(self) -> dict[str, int]:
+        """Ray trial id -> times it was resumed (kept in the searcher's saved state)."""
+        return self.searcher.resumed
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        """Nothing to do: the searcher knows the trial already."""
+        """A new trial: nothing to do (the searcher knows it already). A trial that
+        ``Tuner.restore`` brings back: Ray re-queues every unfinished trial as PENDING
+        (and starts every PENDING trial); one that the optimizer had paused is kept
+        PAUSED here, so it waits for the optimizer to continue it, as before."""
+        s = self.searcher
+        tid = s.hub_of.get(trial.trial_id)
+        if trial.status == Trial.PENDING and tid is not None and (
+                tid not in s.steps or tid in s.resume):
+            trial.set_status(Trial.PAUSED)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         decision = self.searcher.observe(trial.trial_id, result)
@@ -306,18 +416,19 @@ class FreezeThawScheduler(TrialScheduler):
 
         Once the search is over, paused trials are stopped (Ray would wait on them).
         """
+        s = self.searcher
         trials = tune_controller.get_trials()
         for trial in trials:
             if trial.status == Trial.PENDING:
                 return trial
         by_id = {t.trial_id: t for t in trials}
-        for tid in list(self.searcher.resume):
-            trial = by_id.get(self.searcher.ray_of[tid])
+        for tid in list(s.resume):
+            trial = by_id.get(s.ray_of[tid])
             if trial is not None and trial.status == Trial.PAUSED:
-                self.searcher.resume.remove(tid)
-                self.resumed[trial.trial_id] = self.resumed.get(trial.trial_id, 0) + 1
+                s.resume.remove(tid)
+                s.resumed[trial.trial_id] = s.resumed.get(trial.trial_id, 0) + 1
                 return trial
-        if self.searcher.finished():
+        if s.finished():
             for trial in trials:
                 if trial.status == Trial.PAUSED:
                     tune_controller.stop_trial(trial)
@@ -327,3 +438,11 @@ class FreezeThawScheduler(TrialScheduler):
         s = self.searcher
         return (f"FreezeThawScheduler: {len(s.results)} steps told, {len(self.paused_at)} trials "
                 f"paused, {sum(self.resumed.values())} resumes")
+
+
+def _rebuild_searcher(cls: type[QuickTuneSearcher], init_args: dict[str, Any],
+                      state: dict[str, Any]) -> QuickTuneSearcher:
+    """Unpickle a :class:`QuickTuneSearcher`: build it from its arguments, load its state."""
+    searcher = cls(**init_args)
+    searcher.set_state(state)
+    return searcher

@@ -21,8 +21,9 @@ from typing import Any
 
 from hubtune.core.errors import RunError
 
-LEADERBOARD_COLUMNS = ("trial_id", "model", "config", "best_epoch", "best_score", "last_epoch",
-                       "last_score", "epochs_trained", "seconds", "status", "reason")
+LEADERBOARD_COLUMNS = ("rank", "trial_id", "model", "config", "best_epoch", "best_score",
+                       "last_epoch", "last_score", "epochs_trained", "seconds", "status", "reason",
+                       "exported")
 
 
 @dataclass
@@ -117,9 +118,11 @@ class SearchResult:
 
     # -------------------------------------------------------- leaderboard
     def leaderboard(self) -> Any:
-        """One row per trial (best score first): model, config, best/last epoch and
-        score, seconds, status. A pandas ``DataFrame`` when pandas is importable,
-        else a list of dicts with the same columns."""
+        """One row per trial, in the export's order: by the score of its latest epoch
+        (what its checkpoint holds, what ``best/`` is chosen by), best first; the
+        ``exported`` column marks the trial in ``best/``. Model, config, best and
+        latest epoch and score, seconds, status. A pandas ``DataFrame`` when pandas
+        is importable, else a list of dicts with the same columns."""
         rows = leaderboard_rows(self.out)
         try:
             import pandas as pd
@@ -129,26 +132,28 @@ class SearchResult:
 
 
 def leaderboard_rows(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The leaderboard of ``run_dir``'s journal as dicts (see :meth:`SearchResult.leaderboard`)."""
-    from hubtune.tuner.report import summarize
+    """The leaderboard of ``run_dir``'s journal as dicts (see :meth:`SearchResult.leaderboard`).
 
-    journal = Path(run_dir) / "journal.jsonl"
-    if not journal.exists():
+    The order is :func:`hubtune.tuner.report.export_order`, the same rule as
+    ``leaderboard.csv`` and the report's table."""
+    from hubtune.tuner.report import export_order, gather
+
+    run = Path(run_dir)
+    if not (run / "journal.jsonl").exists():
         return []
-    trials, _log = summarize(journal)
+    trials, _log, facts = gather(run)
+    exported = facts.exported_trial
     rows = []
-    for t in trials.values():
-        finite = [(e, s) for e, s in zip(t.epochs, t.scores, strict=True) if math.isfinite(s)]
-        best = max(finite, key=lambda es: es[1]) if finite else (None, None)
+    for rank, t in enumerate(export_order(trials), 1):
         rows.append({
-            "trial_id": t.trial_id, "model": t.config.get("model"), "config": t.config,
-            "best_epoch": best[0], "best_score": best[1],
+            "rank": rank, "trial_id": t.trial_id, "model": t.config.get("model"),
+            "config": t.config, "best_epoch": t.best_epoch,
+            "best_score": t.best if math.isfinite(t.best) else None,
             "last_epoch": t.epochs[-1] if t.epochs else None,
             "last_score": t.scores[-1] if t.scores else None,
             "epochs_trained": len(t.epochs), "seconds": t.seconds,
-            "status": t.status, "reason": t.reason,
+            "status": t.status, "reason": t.reason, "exported": t.trial_id == exported,
         })
-    rows.sort(key=lambda r: -r["best_score"] if r["best_score"] is not None else math.inf)
     return rows
 
 

@@ -2,7 +2,7 @@
 
 ``hubtune report runs/NAME`` calls :func:`build_report`; ``hubtune run`` calls it
 when the search ends. It reads ``journal.jsonl``, ``run.json`` and (when present)
-``best/hubtune.json`` and ``best/metrics.json``, so a report can be rebuilt at
+``best/hubtune.json``, ``best/metrics.json`` and ``best/ensemble.json``, so a report can be rebuilt at
 any time, also for a run that crashed. ``report.html`` is self-contained (plots
 embedded as base64 PNG, no scripts, no network) and is described in docs/report.md.
 """
@@ -14,6 +14,7 @@ import html
 import json
 from pathlib import Path
 
+from hubtune.tuner.report.ensemble import ensemble_html
 from hubtune.tuner.report.facts import (
     LEADERBOARD_KEYS,
     RunFacts,
@@ -79,7 +80,8 @@ def _sections(trials: dict[str, TrialSummary], log: list[dict], facts: RunFacts,
         parts.append("<h2>Leaderboard (validation)</h2><p>Ranked as the export ranks: by the "
                      "score of each candidate's latest epoch (what its checkpoint holds); the "
                      "best epoch's score is shown too. The exported row is highlighted. "
-                     "Also in <code>leaderboard.csv</code>.</p>"
+                     "Also in <code>leaderboard.csv</code> and <code>result.leaderboard()"
+                     "</code> (the same order).</p>"
                      + leaderboard_html(trials, exported))
         parts.append("<h2>Per model</h2>" + per_model_html(trials))
     parts.append("<h2>Where the time went</h2>" + times_html(facts))
@@ -116,7 +118,7 @@ def build_report(run_dir: str | Path) -> Path:
            f"<h1>hubtune search report: {data}</h1>"
            f'<p class="note">Run folder <code>{html.escape(str(run.resolve()))}</code> &middot; '
            f"optimizer {html.escape(str(facts.settings.get('optimizer', '?')))}</p>"
-           f"{headline_html(trials, facts)}{constraints_html(run)}"
+           f"{headline_html(trials, facts)}{ensemble_html(trials, facts, run)}{constraints_html(run)}"
            f"{_sections(trials, log, facts, plots)}"
            "</body></html>\n")
     path = run / "report.html"
