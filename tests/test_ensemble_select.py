@@ -62,3 +62,12 @@ def test_other_metrics_and_bad_rounds():
         greedy_selection([a], LABELS, rounds=0)
     with pytest.raises(ValueError):
         greedy_selection([], LABELS, rounds=1)
+
+
+def test_next_candidate_is_only_started_if_the_slowest_so_far_would_end_in_time():
+    from hubtune.tuner.ensemble import next_candidate_fits
+
+    assert next_candidate_fits(0.0, [], 0)  # the first candidate always runs: else no ensemble
+    assert next_candidate_fits(0.0, [5.0], 0)
+    assert next_candidate_fits(10.0, [4.0, 9.0], 2)
+    assert not next_candidate_fits(8.9, [4.0, 9.0], 2)

@@ -252,8 +252,9 @@ def select_members(run_dir: Path, data: Any, trial_dirs: Sequence[Path], rounds:
         cached = cache.is_cached(Path(trial_dir), data)
         if (not cached and time_left is not None
                 and not next_candidate_fits(time_left(), spent, len(members))):
-            cut = sum(1 for t in candidates[i:] if not cache.is_cached(Path(t), data))
-            members.extend(m for t in candidates[i:] if (m := cache.cached_member(Path(t), data)))
+            hits = [cache.cached_member(Path(t), data) for t in candidates[i:]]
+            members.extend(m for m in hits if m is not None)
+            cut = sum(m is None for m in hits)
             break
         t0 = time.monotonic()
         try:
