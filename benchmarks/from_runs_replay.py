@@ -30,7 +30,7 @@ from hubtune.bench.metrics import regret_curve
 from hubtune.bench.suite import BenchSettings, run_grid
 from hubtune.core.units import parse_duration
 from hubtune.metadata import save_metadata
-from hubtune.metadata.layouts.runfolder import load_run_folders
+from hubtune.metagen.runfolder import load_run_folders
 
 METHODS = ("qt_shipped", "qt_specialised")
 

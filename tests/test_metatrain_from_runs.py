@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from hubtune.cli import app
 from hubtune.metadata import MetadataError, load_metadata, save_metadata
-from hubtune.metadata.layouts.runfolder import load_run_folders
+from hubtune.metagen.runfolder import load_run_folders
 from hubtune.search.journal import Journal
 from hubtune.space.config import Config
 from hubtune.surrogate.model import Surrogate

@@ -114,6 +114,7 @@ def register(app: typer.Typer) -> None:
 
 def _run(metadata, out, train_metadata, datasets, methods, budget, seeds, folds, workers, jobs,
          resume_overhead, start_overhead, overhead_clock, max_epochs, rerun=None) -> None:
+    import hubtune.metagen.runfolder  # noqa: F401  (lets load_metadata read 'hubtune run' folders)
     from hubtune.bench.report import (
         plot_summary,
         render_summary_md,

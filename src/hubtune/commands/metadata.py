@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+import hubtune.metagen.runfolder  # noqa: F401  (lets load_metadata read 'hubtune run' folders)
 from hubtune.metadata import MetadataError, load_metadata, save_metadata
 from hubtune.metadata.loader import detect_layout
 

@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
         --from-runs converts 'hubtune run' folders; the surrogate records their data's
         fingerprints, and 'hubtune run --surrogate' refuses to search that data with it.
         """
+        import hubtune.metagen.runfolder  # noqa: F401  (lets load_metadata read 'hubtune run' folders)
         from hubtune.metadata import MetadataError, load_metadata
         from hubtune.surrogate.metatrain import (
             SPECIALISE_SETTINGS,
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
         try:
             loaded = [load_metadata(p) for p in metadata]
             if run_dirs:
-                from hubtune.metadata.layouts.runfolder import load_run_folders
+                from hubtune.metagen.runfolder import load_run_folders
 
                 loaded.append(load_run_folders(run_dirs))
         except (MetadataError, OSError) as exc:

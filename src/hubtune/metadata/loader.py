@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from hubtune.metadata.errors import MetadataError
-from hubtune.metadata.layouts import compact, native, qtt_csv, release, runfolder
+from hubtune.metadata.layouts import compact, native, qtt_csv, release
 from hubtune.metadata.metadataset import MetaDataset
+
+_REGISTERED: dict[str, tuple[Callable[[Path], bool], Callable[[Path], MetaDataset]]] = {}
+"""Layouts read by packages above this one (a ``hubtune run`` folder:
+:mod:`hubtune.metagen.runfolder`, which needs the data and journal readers)."""
+
+
+def register_layout(name: str, detect: Callable[[Path], bool],
+                    load: Callable[[Path], MetaDataset]) -> None:
+    """Let :func:`load_metadata` read a layout implemented in a higher package."""
+    _REGISTERED[name] = (detect, load)
 
 LAYOUTS_HELP = (
     "hubtune's own format (metadata.json + arrays.safetensors), "
@@ -21,8 +32,13 @@ def detect_layout(directory: Path) -> str:
     """Name of the layout in ``directory``: native, compact, release, qtt or run."""
     if native.is_native(directory):
         return "native"
-    if runfolder.is_run_folder(directory):
-        return "run"
+    for name, (detect, _load) in _REGISTERED.items():
+        if detect(directory):
+            return name
+    if (directory / "run.json").is_file() and (directory / "journal.jsonl").is_file():
+        raise MetadataError(f"{directory} is a 'hubtune run' folder: read it with "
+                            "hubtune.metagen.runfolder.load_run_folders (importing that module "
+                            "also lets load_metadata read run folders)")
     if compact.is_compact(directory):
         return "compact"
     if release.is_release(directory):
@@ -60,8 +76,8 @@ def load_metadata(path: str | Path) -> MetaDataset:
         return compact.load_compact(directory)
     if layout == "release":
         return release.load_release(directory)
-    if layout == "run":
-        return runfolder.load_run_folder(directory)
+    if layout in _REGISTERED:
+        return _REGISTERED[layout][1](directory)
     return qtt_csv.load_qtt(directory)
 
 

@@ -24,7 +24,7 @@ class MetaDataset:
     could not map into a :class:`Config` are kept in :attr:`unmapped` with the
     reason, never dropped silently. :attr:`provenance` maps a dataset name to
     where its runs came from when the source says so (run folders converted by
-    ``hubtune.metadata.layouts.runfolder``: the data's fingerprints, source and
+    ``hubtune.metagen.runfolder``: the data's fingerprints, source and
     the run folders); meta-training records it so that a search can refuse
     data the surrogate was trained on.
 

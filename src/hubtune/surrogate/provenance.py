@@ -65,7 +65,7 @@ def data_identity(data: str, subset: int | None, seed: int, image_size: int,
     """
     from hubtune.data.errors import DataError
     from hubtune.data.loader import _plan
-    from hubtune.metadata.layouts.runfolder import data_source
+    from hubtune.data.naming import data_source
 
     source = data_source(data)
     try:

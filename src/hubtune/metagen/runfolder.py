@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from hubtune.core.metafeatures import DatasetMetaFeatures
+from hubtune.data.naming import data_source, dataset_base_name  # noqa: F401  (data_source: re-exported)
 from hubtune.metadata.errors import MetadataError, UnmappedRun
+from hubtune.metadata.loader import register_layout
 from hubtune.metadata.metadataset import MetaDataset
 from hubtune.metadata.runs import DatasetRuns
 from hubtune.space.config import Config, ConfigError
@@ -80,48 +82,6 @@ class RunFolder:
     def group_key(self) -> tuple[str, int]:
         """Runs with equal keys (same data, same schedule length) form one dataset."""
         return (self.fingerprint or f"path:{self.path.resolve()}", self.schedule_epochs)
-
-
-def dataset_base_name(data: str, subset: int | None, seed: int) -> str:
-    """Meta-dataset name of a run's data, as ``hubtune metadata generate`` names it.
-
-    ``digits`` -> ``digits``, ``digits:300`` -> ``digits-300``, seed 1 adds ``-seed1``;
-    an ImageFolder path gives its folder name.
-    """
-    from hubtune.data.builtin import parse_builtin_name
-
-    try:
-        builtin = parse_builtin_name(str(data))
-    except Exception:
-        builtin = None
-    if builtin is not None:
-        name, k = builtin
-        k = subset if subset is not None else k
-    else:
-        name, k = Path(str(data)).expanduser().name or "data", subset
-    return name + (f"-{k}" if k else "") + (f"-seed{seed}" if seed else "")
-
-
-def data_source(data: str, base: Path | None = None) -> str | None:
-    """An id of the images a run's ``data`` names, independent of split seed, subset and size.
-
-    ``builtin:<name>`` for a built-in dataset, ``folder:<resolved path>`` for an
-    ImageFolder that exists (relative paths against ``base``, else the working
-    directory), else ``None``.
-    """
-    from hubtune.data.builtin import parse_builtin_name
-
-    try:
-        builtin = parse_builtin_name(str(data))
-    except Exception:
-        builtin = None
-    if builtin is not None:
-        return f"builtin:{builtin[0]}"
-    path = Path(str(data)).expanduser()
-    for candidate in ([path] if path.is_absolute() else [Path.cwd() / path] + ([base / path] if base else [])):
-        if candidate.is_dir():
-            return f"folder:{candidate.resolve()}"
-    return None
 
 
 def _read_settings(directory: Path) -> dict[str, Any]:
@@ -376,3 +336,6 @@ def load_run_folders(directories: Iterable[str | Path]) -> MetaDataset:
 def load_run_folder(directory: Path) -> MetaDataset:
     """One run folder as a meta-dataset (the layout ``load_metadata`` detects)."""
     return load_run_folders([directory])
+
+
+register_layout("run", is_run_folder, load_run_folder)
