@@ -153,3 +153,41 @@ def test_parse_size():
     assert parse_size("1GiB") == 2**30
     with pytest.raises(QuotaError, match="cannot read disk size"):
         parse_size("lots")
+
+
+class RecordingOptimizer:
+    """Forwards to ``inner``; keeps every step it handed out, with a copy of its ``info``."""
+
+    def __init__(self, inner):
+        self.inner, self.asked = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def ask(self, budget_left=None):
+        step = self.inner.ask(budget_left=budget_left)
+        if step is not None:
+            self.asked.append((step, dict(step.info)))
+        return step
+
+
+class DeadlineSeenEvaluator:
+    """Replays the table; records the ``stop_at`` deadline each step carried."""
+
+    def __init__(self, inner):
+        self.inner, self.deadlines = inner, []
+
+    def advance(self, step):
+        self.deadlines.append(step.info.get("stop_at"))
+        return self.inner.advance(step)
+
+
+def test_deadline_reaches_trainer_without_mutating_the_optimizers_step(tmp_path, runs):
+    opt = RecordingOptimizer(_optimizer(runs))
+    ev = DeadlineSeenEvaluator(SimulatedEvaluator(runs))
+    SearchLoop(tmp_path / "run", opt, ev, budget=1e9, max_steps=5).run()
+    assert len(opt.asked) == 5 and len(ev.deadlines) == 5
+    assert all(d is not None for d in ev.deadlines)  # the trainer still gets the deadline
+    for step, info_at_ask in opt.asked:
+        assert "stop_at" not in step.info
+        assert step.info == info_at_ask

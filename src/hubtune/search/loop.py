@@ -361,8 +361,10 @@ class SearchLoop:
             # The trainer keeps this deadline itself: no epoch starts that would pass it,
             # and a first epoch still running at it is abandoned (the budget is a promise
             # even for a step no estimate could foresee).
-            step.info["stop_at"] = (time.time() + self.left_for_steps()
-                                    + self.deadline_grace() - self.unmeasured_reserve())
+            # A copy carries it: the optimizer's step (and ``info``) are never modified.
+            step = replace(step, info={**step.info, "stop_at": (
+                time.time() + self.left_for_steps() + self.deadline_grace()
+                - self.unmeasured_reserve())})
         worker = self.executor.submit(step)
         if self._listening:
             self.on_event("step", {"step": step, "worker": worker, "elapsed": self.elapsed(),
