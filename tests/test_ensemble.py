@@ -3,8 +3,8 @@
 One search is shared by the module (three timm test models, 32 px, random init,
 the ``defaults`` optimizer: each model's default config to 2 epochs, so three
 trials have checkpoints); the tests that change it work on a copy. Running a
-finished run again only re-finishes it (export + ensemble), which is what the
-resume tests exercise.
+finished run again re-finishes it (export + ensemble) when ``best/`` is not the
+export it would write now: the resume tests remove ``best/`` first.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ def test_resume_reuses_the_cached_member_predictions(run):
     cache = out / "ensemble-cache"
     before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     old = json.loads((out / "best" / "ensemble.json").read_text())
+    shutil.rmtree(out / "best")  # exported again (an intact best/ would be kept as it is)
     res = CliRunner().invoke(app, run_args(data, out))
     assert res.exit_code == 0, res.output
     ens = json.loads((out / "best" / "metrics.json").read_text())["ensemble"]
@@ -163,6 +164,7 @@ def test_a_checkpoint_of_another_epoch_is_evaluated_again(run):
     stale = sorted(index["members"])[0]
     index["members"][stale]["epoch"] = 99  # as if its cached predictions were of another epoch
     index_path.write_text(json.dumps(index))
+    shutil.rmtree(out / "best")  # exported again (an intact best/ would be kept as it is)
     res = CliRunner().invoke(app, run_args(data, out))
     assert res.exit_code == 0, res.output
     cache = json.loads((out / "best" / "metrics.json").read_text())["ensemble"]["cache"]

@@ -2,7 +2,9 @@
 
 Real tiny searches (two timm test models, 24 px, random init, ``defaults``
 optimizer: each model's default config to 2 epochs); a finished run resumed
-with the same settings only re-exports, which is what these tests exercise.
+with the same settings only re-finishes: it exports again when ``best/`` is not
+the export it would write now (changed, missing, another trial, epoch or
+ensemble size), which is what these tests exercise, and else keeps ``best/``.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ def test_broken_top_checkpoint_falls_back_to_the_next_trial(run, how):
     data, out = run
     top = json.loads((out / "result.json").read_text())["metrics"]["trial_id"]
     _damage(out / "trials" / top, how)
+    shutil.rmtree(out / "best")  # an intact best/ of the top trial would be kept as it is
     res = CliRunner().invoke(app, run_args(data, out))
     assert res.exit_code == 0, res.output
     assert f"checkpoint of trial {top} cannot be exported" in res.output
@@ -181,9 +184,58 @@ def test_no_exportable_checkpoint_ends_with_a_message(run):
     for trial in (out / "trials").iterdir():
         if (trial / "checkpoint.json").exists():
             _damage(trial, "garbage-tensors")
+    shutil.rmtree(out / "best")  # an intact best/ would be kept as it is
     res = CliRunner().invoke(app, run_args(data, out))
     assert res.exit_code == 1, res.output  # no model exported: scripts must see it
     assert "Traceback" not in res.output
     assert "no trial checkpoint could be exported" in res.output
     assert "no model was exported" in res.output
     assert json.loads((out / "result.json").read_text())["best_dir"] is None
+
+
+# ------------------------------------------------------- a finished run run again
+def _files(best: Path) -> dict[str, bytes]:
+    return {p.relative_to(best).as_posix(): p.read_bytes() for p in sorted(best.rglob("*"))
+            if p.is_file()}
+
+
+def test_best_is_complete_when_published_and_never_edited_after(run, monkeypatch):
+    # Before the fix the chance-level fields were written into best/metrics.json
+    # after best/ had been swapped in: a reader could see it without them.
+    data, out = run
+    shutil.rmtree(out / "best")  # so that the run exports again
+    published: list[dict[str, bytes]] = []
+    real_publish = bestdir.publish_best
+
+    def spy(staged: Path, best: Path) -> None:
+        published.append(_files(staged))
+        real_publish(staged, best)
+
+    import hubtune.tuner.export as export
+
+    monkeypatch.setattr(export, "publish_best", spy)
+    monkeypatch.setattr(bestdir, "publish_best", spy)
+    res = CliRunner().invoke(app, run_args(data, out))
+    assert res.exit_code == 0, res.output
+    assert published and _files(out / "best") == published[-1]
+    metrics = json.loads((out / "best" / "metrics.json").read_text())
+    assert "near_chance" in metrics and "val" in metrics["chance_level"]
+
+
+def test_finished_run_run_again_keeps_best_unless_the_export_would_differ(run):
+    data, out = run
+    best = out / "best"
+    before = (best.stat().st_ino, {p.name: p.stat().st_mtime_ns for p in best.iterdir()})
+    res = CliRunner().invoke(app, run_args(data, out))
+    assert res.exit_code == 0, res.output
+    assert "exported to" in res.output  # the summary is still shown
+    assert (best.stat().st_ino, {p.name: p.stat().st_mtime_ns for p in best.iterdir()}) == before
+    notes = [n for n in Journal(out / "journal.jsonl").events("note") if n["what"] == "exported"]
+    assert notes[-1]["kept"] is True and notes[-2]["kept"] is False
+    assert notes[-1]["fingerprint"] == notes[-2]["fingerprint"]
+    # --ensemble may change on resume: the export must then be redone, with the ensemble
+    res = CliRunner().invoke(app, [*run_args(data, out), "--ensemble", "2"])
+    assert res.exit_code == 0, res.output
+    assert (best / "ensemble.json").exists()
+    assert "ensemble" in json.loads((best / "metrics.json").read_text())
+    assert best.stat().st_ino != before[0]

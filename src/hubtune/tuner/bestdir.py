@@ -13,6 +13,7 @@ one :class:`ExportError` line naming the file and what is wrong with it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -80,6 +81,20 @@ def publish_best(staged: Path, best: Path) -> None:
     _fsync_dir(best.parent)
     if aside.exists():
         shutil.rmtree(aside)
+
+
+def fingerprint(best: Path) -> str | None:
+    """SHA-256 over the relative paths and bytes of every file under ``best`` (sorted);
+    ``None`` when ``best`` is not a folder. Tells whether an export is still as written."""
+    if not best.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for p in sorted(q for q in best.rglob("*") if q.is_file()):
+        digest.update(f"{p.relative_to(best).as_posix()}\0{p.stat().st_size}\0".encode())
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def recover_best(run_dir: Path) -> list[str]:

@@ -100,7 +100,8 @@ def _load_trial(trial_dir: Path, data: Any, device: str) -> tuple[dict[str, Any]
 
 
 def _write_export(trial_dir: Path, data: Any, out: Path, device: str,
-                  extra_metrics: dict[str, Any], search: dict[str, Any]) -> dict[str, Any]:
+                  extra_metrics: dict[str, Any], search: dict[str, Any],
+                  amend_metrics: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Write every file of the export of ``trial_dir`` into the (staging) folder ``out``."""
     state, config, trial = _load_trial(trial_dir, data, device)
     labels = [str(c) for c in data.classes]
@@ -118,6 +119,8 @@ def _write_export(trial_dir: Path, data: Any, out: Path, device: str,
     metrics: dict[str, Any] = {"trial_id": trial_dir.name, "epoch": int(state["epoch"]),
                                "model": config.model, **_evaluate(trial_dir, data, device)}
     metrics.update(extra_metrics)
+    if amend_metrics is not None:
+        amend_metrics(metrics)  # before anything is written: best/ is never edited once published
     meta = {
         "format_version": 1, "model": config.model,
         "architecture": trial.hub.descriptor.architecture, "config": config.to_dict(),
@@ -138,19 +141,21 @@ def export_trial(
     device: str = "cpu",
     extra_metrics: dict[str, Any] | None = None,
     search: dict[str, Any] | None = None,
+    amend_metrics: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Export the model checkpointed in ``trial_dir`` as ``out_dir`` (see module doc).
 
     Evaluates it on the validation split and, when ``data`` has one, the test
     split; returns the metrics written to ``metrics.json``. ``search`` describes
-    the search for the model card. The files are written to a staging folder and
+    the search for the model card; ``amend_metrics`` may add to the metrics (after
+    the evaluation, before any file is written). The files are written to a staging folder and
     swapped in only when complete: on any error ``out_dir`` keeps the old export.
     """
     best = Path(out_dir)
     staged = staging_dir(best)
     try:
         metrics = _write_export(Path(trial_dir), data, staged, device,
-                                dict(extra_metrics or {}), dict(search or {}))
+                                dict(extra_metrics or {}), dict(search or {}), amend_metrics)
         publish_best(staged, best)
     finally:
         if staged.exists():

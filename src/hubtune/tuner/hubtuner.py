@@ -9,30 +9,30 @@ Example (runs in a few minutes on 2 CPU cores)::
 
 The search state lives in ``out``: calling :meth:`HubTuner.fit` again with the
 same ``out`` resumes it (after a crash or Ctrl-C), and a finished run is not
-redone (its results are re-exported).
+redone (its results are exported again only where the export would differ;
+see :mod:`hubtune.tuner.finish`).
 """
 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from hubtune.core.errors import RunError
-from hubtune.protocol.steps import Step, StepResult
+from hubtune.protocol.steps import StepResult
 from hubtune.tuner.continuation import _ContinuationGuard
-from hubtune.tuner.outcome import chance_level, near_chance, no_model_reason
+from hubtune.tuner.finish import RunEnd, finish_run
 from hubtune.tuner.results import SearchResult  # re-exported: its home was here
 from hubtune.tuner.settings import (  # noqa: F401  (re-exported: their home was here)
     DEFAULT_CPU_IMAGE_SIZE,
     RunSettings,
     _check_parallel,
     resolve_models,
+    resume_settings,
 )
 
 
@@ -168,6 +168,8 @@ class HubTuner:
 
     # ------------------------------------------------------------ settings
     def _settings(self, data: str) -> RunSettings:
+        """The run's settings for ``data``: this call's, or the stored ones of the run in
+        ``out`` it resumes (which must match; see ``RunSettings.RESUMABLE_CHANGES``)."""
         a = self._args
         models = resolve_models(a["models"], a["hub"])
         from hubtune.tuner.constraints import decide
@@ -184,36 +186,12 @@ class HubTuner:
                 from hubtune.hub import get_descriptor
 
                 image_size = max(get_descriptor(m).input_size for m in models)
-        fresh = RunSettings(
-            data=data, budget=self._budget, models=models, space=a["space"],
-            max_epochs=a["max_epochs"], seed=a["seed"], device=a["device"],
-            image_size=int(image_size), subset=a["subset"], optimizer=a["optimizer"],
-            quota=a["quota"], final_epochs=a["final_epochs"], num_threads=a["num_threads"],
-            pretrained=a["pretrained"], workers=a["workers"], gpus=a["gpus"],
-            gpus_per_trial=a["gpus_per_trial"], ray_address=a["ray_address"],
-            surrogate=a["surrogate"], metric=a["metric"], ensemble=a["ensemble"],
-            max_latency_ms=a["max_latency_ms"], max_params=a["max_params"],
-            max_gflops=a["max_gflops"], latency_batch=a["latency_batch"],
-        )
+        options = {k: v for k, v in a.items() if k in RunSettings.__dataclass_fields__}
+        fresh = RunSettings(**{**options, "data": data, "budget": self._budget, "models": models,
+                               "image_size": int(image_size)})
         from hubtune.surrogate.provenance import check_surrogate_data
         check_surrogate_data(fresh, self.out)  # leakage: --surrogate trained on this data
-        path = self.out / "run.json"
-        if not path.exists():
-            return fresh
-        stored = RunSettings.from_dict(json.loads(path.read_text()))
-        diffs = [
-            f"{k}: {getattr(stored, k)!r} (run) vs {getattr(fresh, k)!r} (now)"
-            for k in fresh.to_dict()
-            if k not in RunSettings.RESUMABLE_CHANGES and getattr(stored, k) != getattr(fresh, k)
-        ]
-        if diffs:
-            raise RunError(
-                f"{self.out} holds a run with other settings ({'; '.join(diffs)}); "
-                f"use a new --out, or the same settings to resume it"
-            )
-        for k in RunSettings.RESUMABLE_CHANGES:
-            setattr(stored, k, getattr(fresh, k))
-        return stored
+        return resume_settings(fresh, self.out / "run.json")
 
     def _limits(self) -> Any:
         from hubtune.tuner.constraints import Limits
@@ -257,26 +235,58 @@ class HubTuner:
         except RunLockedError as exc:
             raise RunError(str(exc)) from None
         try:
-            return self._fit_locked(data, lock)
+            return self._fit_locked(data)
         finally:
             lock.release()
 
-    def _fit_locked(self, data: str | Path, lock: Any) -> SearchResult:
-        from hubtune.core.atomic import write_json_atomic
-        from hubtune.data import load_dataset
-        from hubtune.finetune import TrainerEvaluator
-        from hubtune.hub import get_descriptor
-        from hubtune.optim.registry import get_method
-        from hubtune.protocol.context import TaskContext
-        from hubtune.search.loop import SearchLoop
-        from hubtune.space import SearchSpace
-        from hubtune.surrogate.cache import default_surrogate_dir
+    def _fit_locked(self, data: str | Path) -> SearchResult:
+        """Set up (data, limits, optimizer, trainer), claim the run folder, search, finish."""
+        from hubtune.tuner.bestdir import recover_best
         from hubtune.tuner.store import CheckpointStore
 
         settings = self._settings(str(data))  # again, under the lock
-        from hubtune.tuner.bestdir import recover_best
-
         self._recovered_best = recover_best(self.out)  # a kill mid-swap: best/ back at once
+        ds, ctx = self._task(settings)
+        self._setup_event("preparing the optimizer", settings)
+        optimizer = build_optimizer(settings.optimizer, ctx)
+        # Only now, with data loaded and the optimizer built, is the run folder claimed:
+        # a command refused above leaves no run.json behind to block the corrected one.
+        self._claim_folder(settings)
+        store = CheckpointStore(self.out / "trials", settings.quota)
+        trainer = self._trainer(settings, ds, store)
+        evaluator = _ContinuationGuard(trainer)
+        from hubtune.integrations.trackers import LoggerSet, make_loggers
+
+        self._loggers = LoggerSet(make_loggers(self._log_to, self.out, settings.to_dict()),
+                                  notice=lambda m: self.on_event("notice", {"message": m}))
+        told_before_resume(self.out, evaluator)
+        executor = self._executor(settings, trainer, evaluator)
+        self._loop = None
+        try:
+            self._loop = loop = self._search_loop(settings, optimizer, evaluator, executor, store)
+            loop.start_clock(self._t0)  # data loading and setup count against the budget
+            outcome = loop.run()
+            return finish_run(RunEnd(
+                out=self.out, settings=settings, ds=ds, store=store, loop=loop, outcome=outcome,
+                on_event=self.on_event, loggers=self._loggers,
+                allowed=set(self._decision.allowed) if self._decision else None,
+                latency=self._latency, latency_cond=self._latency_cond,
+                recovered_best=self._recovered_best))
+        finally:
+            if self._loop is not None:
+                self._loop.journal.stop_heartbeat()  # also when the run raised (library use)
+            if executor is not None:
+                executor.close()
+            self._loggers.close()
+
+    def _task(self, settings: RunSettings) -> tuple[Any, Any]:
+        """Load the data, apply the deployment limits, and describe the task to the optimizer."""
+        from hubtune.data import load_dataset
+        from hubtune.hub import get_descriptor
+        from hubtune.protocol.context import TaskContext
+        from hubtune.space import SearchSpace
+        from hubtune.surrogate.cache import default_surrogate_dir
+
         self._setup_event("loading data", settings)
         ds = load_dataset(
             settings.data, image_size=settings.image_size, subset=settings.subset,
@@ -296,18 +306,23 @@ class HubTuner:
             dataset=Path(settings.data).name, val_size=len(ds.val.labels),
             surrogate_dir=settings.surrogate or str(default_surrogate_dir(settings.models)),
         )
-        self._setup_event("preparing the optimizer", settings)
-        spec = get_method(settings.optimizer)
-        optimizer = spec.load()(ctx, **dict(spec.options))
-        # Only now, with data loaded and the optimizer built, is the run folder claimed:
-        # a command refused above leaves no run.json behind to block the corrected one.
+        return ds, ctx
+
+    def _claim_folder(self, settings: RunSettings) -> None:
+        """Create the run folder with its ``run.json`` (and the latencies measured now)."""
+        from hubtune.core.atomic import write_json_atomic
+
         self.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.out / "run.json", settings.to_dict())
         if self._latency_new:  # measured this session: cached for resumes
             from hubtune.tuner.constraints import LATENCY_FILE, write_cache
 
             write_cache(self.out / LATENCY_FILE, self._latency_cond, self._latency)
-        store = CheckpointStore(self.out / "trials", settings.quota)
+
+    def _trainer(self, settings: RunSettings, ds: Any, store: Any) -> Any:
+        """The real trainer of the trials (showing per-batch progress when the display wants it)."""
+        from hubtune.finetune import TrainerEvaluator
+
         trainer = TrainerEvaluator(
             ds, store.root.resolve(), max_epochs=settings.max_epochs, seed=settings.seed,
             device=settings.device, num_threads=settings.num_threads,
@@ -316,52 +331,32 @@ class HubTuner:
         if settings.workers <= 1 and getattr(self.on_event, "wants_progress", False):
             trainer.on_batch = lambda e, b, n: self.on_event(
                 "progress", {"epoch": e + 1, "batch": b, "batches": n})
-        evaluator = _ContinuationGuard(trainer)
-        from hubtune.integrations.trackers import LoggerSet, make_loggers
+        return trainer
 
-        self._loggers = LoggerSet(make_loggers(self._log_to, self.out, settings.to_dict()),
-                                  notice=lambda m: self.on_event("notice", {"message": m}))
+    def _search_loop(self, settings: RunSettings, optimizer: Any, evaluator: Any,
+                     executor: Any, store: Any) -> Any:
+        """The journaled search loop of this run, feeding the trackers and the disk quota."""
+        from hubtune.search.loop import SearchLoop
 
         def after_result(result: StepResult, incumbent: Any) -> None:
             self._loggers.log_result(result, incumbent, loop.results)
-            best: dict[str, float] = {}
-            for r in loop.results:
-                for rec in r.records:
-                    if math.isfinite(rec.score):
-                        best[r.trial_id] = max(best.get(r.trial_id, -math.inf), rec.score)
             keep = ({incumbent.trial_id} | loop.running_trials()) - {None}
-            for ev in store.enforce_quota(best, protected=keep):
+            for ev in store.enforce_quota(best_scores(loop.results), protected=keep):
                 loop.journal.append("note", what="evicted", trial_id=ev.trial_id, bytes=ev.bytes)
 
-        from hubtune.search.journal import Journal, replay
-
-        for r in replay(Journal(self.out / "journal.jsonl")).results:  # told before a resume
-            evaluator.observe(r)
-        executor = self._executor(settings, trainer, evaluator)
-        loop = None
-
         def on_event(event: str, payload: dict[str, Any]) -> None:
-            if event == "start" and loop is not None:  # a resume shows where it stands at once
+            if event == "start":  # a resume shows where it stands at once
                 payload = {**payload, "steps": len(loop.results), "incumbent": loop.incumbent}
                 if self._limits().active:  # the constraint decisions, after the start entry
                     loop.journal.append("note", what="constraints",
                                         **self._decision.note(self._limits()))
             self.on_event(event, payload)
 
-        try:
-            loop = SearchLoop(
-                self.out, optimizer, evaluator, settings.budget, settings=settings.to_dict(),
-                on_event=on_event, after_result=after_result, executor=executor,
-            )
-            loop.start_clock(self._t0)  # data loading and setup count against the budget
-            outcome = loop.run()
-            return self._finish(ds, store, loop, outcome, settings)
-        finally:
-            if loop is not None:
-                loop.journal.stop_heartbeat()  # also when the run raised (library use)
-            if executor is not None:
-                executor.close()
-            self._loggers.close()
+        loop = SearchLoop(
+            self.out, optimizer, evaluator, settings.budget, settings=settings.to_dict(),
+            on_event=on_event, after_result=after_result, executor=executor,
+        )
+        return loop
 
     def _setup_event(self, stage: str, settings: RunSettings) -> None:
         """Tell the display what set-up is doing (before the search loop's ``start``)."""
@@ -384,141 +379,28 @@ class HubTuner:
             cpus_per_trial=cpus, postprocess=guard.filter,
         )
 
-    # --------------------------------------------------------------- export
-    @staticmethod
-    def _flag_chance(metrics: dict[str, Any], ds: Any, best_dir: Path) -> bool:
-        """Add chance levels and a ``near_chance`` flag to ``metrics`` (and metrics.json)."""
-        from hubtune.core.atomic import write_json_atomic
 
-        val_labels = ds.val.labels.tolist()
-        chance = {"val": chance_level(val_labels)}
-        if ds.test is not None:
-            chance["test"] = chance_level(ds.test.labels.tolist())
-        flag = near_chance((metrics.get("val") or {}).get("top1"), val_labels)
-        metrics["chance_level"] = chance
-        metrics["near_chance"] = flag
-        write_json_atomic(best_dir / "metrics.json", metrics)
-        return flag
+def build_optimizer(name: str, ctx: Any) -> Any:
+    """The registered optimizer ``name`` (with its registered options) for the task ``ctx``."""
+    from hubtune.optim.registry import get_method
 
-    def _final_epochs(self, chosen: str, store: Any, loop: Any, settings: RunSettings) -> None:
-        """Train the chosen trial ``final_epochs`` more epochs (up to ``max_epochs``)."""
-        from hubtune.finetune.checkpoint import read_state
-        from hubtune.space.config import Config
-        from hubtune.tuner.export import CHECKPOINT_ERRORS
+    spec = get_method(name)
+    return spec.load()(ctx, **dict(spec.options))
 
-        try:
-            state = read_state(store.trial_dir(chosen))
-        except CHECKPOINT_ERRORS:
-            return  # the export below reports the broken checkpoint and falls back
-        target = min(int(state["epoch"]) + settings.final_epochs, settings.max_epochs)
-        if target <= int(state["epoch"]):
-            return
-        self.on_event("final", {"trial_id": chosen, "to_epoch": target})
-        res = loop.advance_outside_search(
-            Step(chosen, Config.from_dict(state["config"]), target, {"why": "final epochs"}))
-        loop.journal.append("note", what="final_epochs", trial_id=chosen, to_epoch=target,
-                            status=res.status if res else "worker lost")
 
-    def _ensemble(self, ds: Any, trial_dirs: list[Path], metrics: dict[str, Any], loop: Any,
-                  settings: RunSettings) -> None:
-        """Add the greedy ensemble of the trained trials to ``best/`` (``metrics["ensemble"]``)."""
-        from hubtune.tuner.ensemble import build_ensemble
-        from hubtune.tuner.export import CHECKPOINT_ERRORS  # includes ExportError
+def told_before_resume(out: Path, guard: _ContinuationGuard) -> None:
+    """Let ``guard`` know every epoch the journal of ``out`` has told already (a resume)."""
+    from hubtune.search.journal import Journal, replay
 
-        def broken(trial_id: str, reason: str) -> None:
-            loop.journal.append("note", what="broken_checkpoint", trial_id=trial_id, reason=reason)
+    for r in replay(Journal(out / "journal.jsonl")).results:
+        guard.observe(r)
 
-        try:
-            summary = build_ensemble(self.out, ds, trial_dirs, rounds=settings.ensemble,
-                                     metric=settings.metric, device=settings.device, on_broken=broken)
-        except CHECKPOINT_ERRORS as exc:
-            summary = None
-            self.on_event("notice", {"message": f"the ensemble was not exported: {exc}"})
-        if summary is not None:
-            metrics["ensemble"] = summary
-            loop.journal.append("note", what="ensemble", members=len(summary["members"]),
-                                computed=summary["cache"]["computed"])
 
-    def _finish(self, ds: Any, store: Any, loop: Any, outcome: Any, settings: RunSettings) -> SearchResult:
-        """Export the best trial with a loadable checkpoint to ``best/``; write ``result.json``.
-
-        The trials are tried best-first: one whose checkpoint cannot be loaded is
-        journalled (``broken_checkpoint``) and announced, and the next is exported.
-        """
-        from hubtune.finetune.checkpoint import has_checkpoint
-        from hubtune.tuner.bestdir import recover_best
-        from hubtune.tuner.export import export_first_loadable
-        from hubtune.tuner.report import build_report
-
-        for done in [*self._recovered_best, *recover_best(self.out)]:
-            loop.journal.append("note", what="best_recovered", detail=done)
-        # Exported model: the trial whose checkpoint (its latest epoch) scores best on
-        # validation in the run's metric; that is the model we can hand over without
-        # retraining.
-        latest: dict[str, tuple[int, float]] = {}
-        for r in loop.results:
-            for rec in r.records:
-                latest[r.trial_id] = (rec.epoch, rec.score)
-        model_of = {r.trial_id: r.step.config.model for r in loop.results}
-        allowed = set(self._decision.allowed) if self._decision else None
-        ranked = sorted(
-            (t for t in latest if has_checkpoint(store.trial_dir(t))
-             and math.isfinite(latest[t][1])
-             and (allowed is None or model_of.get(t) in allowed)),
-            key=lambda t: -latest[t][1],
-        )
-        if ranked and settings.final_epochs > 0:
-            self._final_epochs(ranked[0], store, loop, settings)
-        search = {"data": settings.data, "optimizer": settings.optimizer,
-                  "budget_seconds": settings.budget, "elapsed_seconds": outcome.elapsed,
-                  "steps": len(loop.results), "trials": len({r.trial_id for r in loop.results}),
-                  "max_epochs": settings.max_epochs, "seed": settings.seed}
-
-        def broken(trial_id: str, reason: str) -> None:
-            loop.journal.append("note", what="broken_checkpoint", trial_id=trial_id, reason=reason)
-            self.on_event("notice", {"message": f"the checkpoint of trial {trial_id} cannot be "
-                                     f"exported ({reason}); trying the next-best trial"})
-
-        chosen, metrics = export_first_loadable(
-            [store.trial_dir(t) for t in ranked], ds, self.out / "best", device=settings.device,
-            extra_metrics={"metric": settings.metric,
-                           "search_elapsed_seconds": outcome.elapsed,
-                           "budget_seconds": settings.budget}, search=search, on_broken=broken)
-        best_dir = self.out / "best" if chosen else None
-        if best_dir is not None and settings.ensemble > 0:
-            self._ensemble(ds, [store.trial_dir(t) for t in ranked], metrics, loop, settings)
-        if ranked and best_dir is None:
-            self.on_event("notice", {"message": "no trial checkpoint could be exported (see the "
-                                     "broken_checkpoint notes in journal.jsonl); best/ was not updated"})
-        no_model = flag = None
-        if best_dir is None:
-            no_model = ("no trial's checkpoint could be loaded for export (see the "
-                        "broken_checkpoint notes in journal.jsonl)") if ranked else \
-                no_model_reason(loop.results, outcome.why, settings.budget, settings.pretrained)
-            loop.journal.append("note", what="no_model", reason=no_model)
-        else:
-            if metrics.get("model") in self._latency:
-                metrics["latency"] = {**self._latency_cond.to_dict(),
-                                      "ms": self._latency[metrics["model"]]["ms"]}
-            flag = self._flag_chance(metrics, ds, best_dir)
-        build_report(self.out)
-        used = loop.elapsed()
-        # Journaled, so that a resumed run charges this session's export and report too.
-        loop.journal.append("note", what="exported", elapsed=used)
-        meta = json.loads((best_dir / "hubtune.json").read_text()) if best_dir else {}
-        result = SearchResult(
-            out=self.out, best_dir=best_dir,
-            model=metrics.get("model"),
-            config=meta.get("config") if best_dir else None,
-            val_score=(metrics.get("val") or {}).get(settings.metric),
-            test_score=(metrics.get("test") or {}).get(settings.metric),
-            elapsed=used, budget=settings.budget, steps=len(loop.results),
-            trials=len({r.trial_id for r in loop.results}), why=outcome.why, metrics=metrics,
-            no_model_reason=no_model, near_chance=bool(flag),
-            metric=settings.metric,
-        )
-        (self.out / "result.json").write_text(json.dumps({
-            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
-        }, indent=2, default=str))
-        self._loggers.log_final(metrics, best_dir, loop.results)
-        return result
+def best_scores(results: Sequence[StepResult]) -> dict[str, float]:
+    """Each trial's best finite validation score among ``results``."""
+    best: dict[str, float] = {}
+    for r in results:
+        for rec in r.records:
+            if math.isfinite(rec.score):
+                best[r.trial_id] = max(best.get(r.trial_id, -math.inf), rec.score)
+    return best

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from hubtune.protocol.steps import StepResult
 
@@ -72,3 +73,16 @@ def near_chance(score: float | None, labels: Sequence[int]) -> bool:
     p = chance_level(labels)
     margin = max(0.02, 2.0 * math.sqrt(p * (1.0 - p) / len(labels)))
     return score <= p + margin
+
+
+def add_chance_fields(metrics: dict[str, Any], ds: Any) -> bool:
+    """Add the chance levels (``chance_level``: val, and test when ``ds`` has it) and the
+    ``near_chance`` flag of the validation top-1 to an export's ``metrics``; returns the flag."""
+    val_labels = ds.val.labels.tolist()
+    chance = {"val": chance_level(val_labels)}
+    if ds.test is not None:
+        chance["test"] = chance_level(ds.test.labels.tolist())
+    flag = near_chance((metrics.get("val") or {}).get("top1"), val_labels)
+    metrics["chance_level"] = chance
+    metrics["near_chance"] = flag
+    return flag

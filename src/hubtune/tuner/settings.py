@@ -7,8 +7,10 @@ each option before anything is written.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from hubtune.core.errors import RunError
@@ -56,6 +58,30 @@ class RunSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSettings:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def resume_settings(fresh: RunSettings, stored_path: Path) -> RunSettings:
+    """``fresh`` for a new run; for a run folder whose settings are stored at ``stored_path``
+    the stored settings with the resumable ones (``RESUMABLE_CHANGES``) taken from ``fresh``.
+
+    Raises :class:`RunError` naming every other setting that differs.
+    """
+    if not stored_path.exists():
+        return fresh
+    stored = RunSettings.from_dict(json.loads(stored_path.read_text()))
+    diffs = [
+        f"{k}: {getattr(stored, k)!r} (run) vs {getattr(fresh, k)!r} (now)"
+        for k in fresh.to_dict()
+        if k not in RunSettings.RESUMABLE_CHANGES and getattr(stored, k) != getattr(fresh, k)
+    ]
+    if diffs:
+        raise RunError(
+            f"{stored_path.parent} holds a run with other settings ({'; '.join(diffs)}); "
+            f"use a new --out, or the same settings to resume it"
+        )
+    for k in RunSettings.RESUMABLE_CHANGES:
+        setattr(stored, k, getattr(fresh, k))
+    return stored
 
 
 def resolve_models(models: Sequence[str] | None, hub: str | None) -> list[str]:
