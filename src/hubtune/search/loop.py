@@ -34,64 +34,30 @@ export is kept back from the search (``export_allowance``).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hubtune.core.atomic import write_json_atomic
-from hubtune.protocol.codec import result_to_dict, step_from_dict, step_to_dict
+from hubtune.protocol.codec import result_to_dict, step_to_dict
 from hubtune.protocol.steps import Evaluator, Optimizer, Step, StepResult
 from hubtune.search.budget import BudgetGuard, Verdict, export_allowance, nothing_fits
 from hubtune.search.clock import Clock, WallClock
 from hubtune.search.executor import Completion, Executor, InlineExecutor
+from hubtune.search.incumbent import Incumbent, LoopOutcome
 from hubtune.search.journal import Journal, NullJournal, replay
+from hubtune.search.snapshot import restore_optimizer, write_snapshot
+
+__all__ = ["Allowance", "ChargeHook", "EventHook", "Incumbent", "LoopOutcome", "SearchLoop"]
 
 EventHook = Callable[[str, dict[str, Any]], None]
 ChargeHook = Callable[[str, Step | None, StepResult | None, float], None]
 """``(kind, step, result, seconds)``: the optimizer spent ``seconds`` on an ``"ask"``
 (``step`` is what it proposed, maybe ``None``) or a ``"tell"`` (of ``result``)."""
 Allowance = float | Callable[[list[StepResult]], float] | None
-
-
-@dataclass
-class Incumbent:
-    """The best validation score seen so far, and where it came from."""
-
-    score: float = -math.inf
-    trial_id: str | None = None
-    epoch: int = 0
-    config: dict[str, Any] | None = None
-    time: float = 0.0
-
-    def update(self, result: StepResult, at: float) -> bool:
-        """Take ``result``'s best epoch if it beats the incumbent; True if it did."""
-        improved = False
-        for rec in result.records:
-            if math.isfinite(rec.score) and rec.score > self.score:
-                self.score = rec.score
-                self.epoch = rec.epoch
-                improved = True
-        if improved:
-            self.trial_id = result.trial_id
-            self.config = result.step.config.to_dict()
-            self.time = at
-        return improved
-
-
-@dataclass
-class LoopOutcome:
-    """How the loop ended."""
-
-    why: str
-    elapsed: float
-    steps: int
-    results: list[StepResult] = field(default_factory=list)
-    incumbent: Incumbent = field(default_factory=Incumbent)
 
 
 class SearchLoop:
@@ -208,51 +174,28 @@ class SearchLoop:
 
     # --------------------------------------------------------- snapshots
     def _snapshot(self) -> None:
-        if not self.durable:
-            return
-        write_json_atomic(
-            self.out / self.SNAPSHOT,
-            {
-                "n_results": len(self.results),
-                "pending": [step_to_dict(s) for s in self._pending.values()],
-                "state": self.optimizer.state_dict(),
-            },
-        )
+        if self.durable:
+            write_snapshot(self.out / self.SNAPSHOT, len(self.results), self._pending.values(),
+                           self.optimizer)
 
     def _restore(self) -> list[Step]:
         """Rebuild state from the journal + snapshot; returns steps to redo."""
         history = replay(self.journal)
         self._prior_elapsed = history.elapsed
-        snap_path = self.out / self.SNAPSHOT
-        n_told = 0
-        redo: list[Step] = []
-        if snap_path.exists():
-            fresh = self.optimizer.state_dict()
-            try:
-                snap = json.loads(snap_path.read_text())
-                self.optimizer.load_state_dict(snap["state"])
-                n_told = int(snap["n_results"])
-                self._pending = {
-                    s["trial_id"]: step_from_dict(s) for s in snap.get("pending", [])
-                }
-            except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-                # The journal is the source of truth: a fresh optimizer is told every result.
-                self.optimizer.load_state_dict(fresh)
-                n_told, self._pending = 0, {s.trial_id: s for s in history.interrupted}
-                self.recovered.append(f"{snap_path.name} is damaged ({type(exc).__name__}: "
-                                      f"{str(exc)[:80]}); the optimizer was rebuilt from the "
-                                      f"journal's {len(history.results)} results")
+        state = restore_optimizer(self.out / self.SNAPSHOT, self.optimizer, history)
+        self._pending = state.pending
+        if state.problem:
+            self.recovered.append(state.problem)
         for i, res in enumerate(history.results):
             self.results.append(res)
             self.incumbent.update(res, at=0.0)
             if self.guard is not None:
                 self.guard.observe(res)
-            if i >= n_told:
+            if i >= state.n_told:
                 # Reached the journal after the last snapshot: tell it now.
                 self._pending.pop(res.trial_id, None)
                 self.optimizer.tell(res)
-        redo = list(self._pending.values())
-        return redo
+        return list(self._pending.values())
 
     # -------------------------------------------------------------- run
     def running_trials(self) -> set[str]:
