@@ -281,17 +281,7 @@ def run_one(
             ``elapsed`` in simulated seconds).
     """
     spec = get_method(method) if isinstance(method, str) else method
-    if not (budget_seconds > 0 and math.isfinite(budget_seconds)):
-        raise ValueError(f"budget_seconds must be positive, got {budget_seconds}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers > 1 and not spec.supports_async:
-        raise BenchmarkError(
-            f"method {spec.name!r} does not support several workers (supports_async=False)"
-        )
-    check_no_leakage(train_metadata, runs.dataset)
-    if spec.needs_metadata and train_metadata is None:
-        raise BenchmarkError(f"method {spec.name!r} needs meta-training data (train_metadata)")
+    _check_run(spec, runs, budget_seconds, workers, train_metadata)
     if spec.subprocess and overhead_clock == "process":
         overhead_clock = "wall"
     width = int(runs.scores.shape[1])
@@ -310,7 +300,8 @@ def run_one(
     costs = _DecisionCosts(budget_seconds, clock)
     loop = SearchLoop(
         None, optimizer, evaluator, budget_seconds, executor=executor, clock=clock,
-        budget_rules=budget_rules, guard=BudgetGuard(serial_start=False, probe_share=None), export_allowance=None, on_charge=costs.charge,
+        budget_rules=budget_rules, guard=BudgetGuard(serial_start=False, probe_share=None),
+        export_allowance=None, on_charge=costs.charge,
         after_result=_progress_check(spec.name), max_consecutive_failures=NO_PROGRESS_LIMIT,
         on_event=on_event,
     )
@@ -325,16 +316,38 @@ def run_one(
         end_reason="exhausted" if outcome.why == "exhausted" else "budget",
         steps=evaluator.steps, trials=len(evaluator.epochs),
     )
+    _add_improvements(traj, runs, executor.submitted, budget_seconds)
+    traj.overhead = _overhead_stats(costs.decisions, costs.observed, overhead_clock)
+    return traj
+
+
+def _check_run(spec: MethodSpec, runs: DatasetRuns, budget_seconds: float, workers: int,
+               train_metadata: MetaDataset | None) -> None:
+    """Refuse a replay that cannot be run as asked (bad budget or workers, leakage, no metadata)."""
+    if not (budget_seconds > 0 and math.isfinite(budget_seconds)):
+        raise ValueError(f"budget_seconds must be positive, got {budget_seconds}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and not spec.supports_async:
+        raise BenchmarkError(
+            f"method {spec.name!r} does not support several workers (supports_async=False)"
+        )
+    check_no_leakage(train_metadata, runs.dataset)
+    if spec.needs_metadata and train_metadata is None:
+        raise BenchmarkError(f"method {spec.name!r} needs meta-training data (train_metadata)")
+
+
+def _add_improvements(traj: Trajectory, runs: DatasetRuns,
+                      submitted: list[tuple[float, StepResult]], limit: float) -> None:
+    """Count the epochs finished by ``limit`` and record every improvement of the incumbent."""
     best = -math.inf
-    for t, score in _epoch_events(executor.submitted, budget_seconds):
+    for t, score in _epoch_events(submitted, limit):
         traj.epochs += 1
         if score > best:
             best = score
             traj.times.append(t)
             traj.scores.append(score)
             traj.regrets.append(normalized_regret(score, runs.best, runs.worst))
-    traj.overhead = _overhead_stats(costs.decisions, costs.observed, overhead_clock)
-    return traj
 
 
 def _epoch_events(submitted: list[tuple[float, StepResult]], limit: float) -> list[tuple[float, float]]:
