@@ -115,48 +115,14 @@ def register(app: typer.Typer) -> None:
 def _run(metadata, out, train_metadata, datasets, methods, budget, seeds, folds, workers, jobs,
          resume_overhead, start_overhead, overhead_clock, max_epochs, rerun=None) -> None:
     import hubtune.metagen.runfolder  # noqa: F401  (lets load_metadata read 'hubtune run' folders)
-    from hubtune.bench.report import (
-        plot_summary,
-        render_summary_md,
-        results_document,
-        summarize,
-    )
     from hubtune.bench.suite import BenchSettings, run_grid
     from hubtune.core.units import format_duration, parse_duration
-    from hubtune.metadata import load_metadata
 
-    if metadata is None:
-        raise BenchUsageError("--metadata DIR is required")
-    if out is None:
-        raise BenchUsageError("--out DIR is required")
-    if seeds < 1:
-        raise BenchUsageError(f"--seeds must be >= 1, got {seeds}")
-    if jobs < 1 or workers < 1:
-        raise BenchUsageError("--jobs and --workers must be >= 1")
-    if overhead_clock not in ("process", "wall", "none"):
-        raise BenchUsageError(f"--overhead-clock must be process, wall or none, got {overhead_clock!r}")
-    for name, v in (("--resume-overhead", resume_overhead), ("--start-overhead", start_overhead)):
-        if v < 0:
-            raise BenchUsageError(f"{name} must be >= 0 seconds, got {v}")
+    _check_numbers(metadata, out, seeds, jobs, workers, overhead_clock, resume_overhead,
+                   start_overhead)
     budget_s = parse_duration(budget)
-    meta = load_metadata(metadata)
-    if train_metadata is not None:
-        load_metadata(train_metadata)  # fail early on a bad path
-    chosen = _split(datasets) or list(meta.datasets)
-    missing = [d for d in chosen if d not in meta.datasets]
-    if missing:
-        raise BenchUsageError(
-            f"unknown dataset(s) {', '.join(missing)}; {metadata} has: {', '.join(meta.datasets)}")
-    method_names = _resolve_methods(_split(methods))
-    if not method_names:
-        raise BenchUsageError("no usable method")
-    from hubtune.optim.registry import get_method
-
-    if workers > 1:
-        serial = [m for m in method_names if not get_method(m).supports_async]
-        if serial:
-            raise BenchUsageError(
-                f"--workers {workers}: method(s) {', '.join(serial)} cannot run asynchronously")
+    chosen, method_names = _datasets_and_methods(metadata, train_metadata, datasets, methods,
+                                                 workers)
     settings = BenchSettings(
         metadata=str(Path(metadata).resolve()),
         budget=budget_s,
@@ -185,33 +151,7 @@ def _run(metadata, out, train_metadata, datasets, methods, budget, seeds, folds,
     trajs, failures, reused = run_grid(settings, method_names, chosen, list(range(seeds)), out,
                                        jobs=jobs, progress=progress, rerun=rerun_names)
     elapsed = time.perf_counter() - t0
-    command = "hubtune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    fail_docs = [{"method": f.cell.method, "dataset": f.cell.dataset, "seed": f.cell.seed,
-                  "error": f.error} for f in failures]
-    doc = results_document(trajs, settings.to_dict(), command, fail_docs)
-    doc["code_version"] = _code_version()
-    (out / "results.json").write_text(json.dumps(doc))
-    if trajs:
-        summary = summarize(trajs, budget_s)
-        (out / "summary.json").write_text(json.dumps(summary))
-        preamble = [
-            f"Command: `{command}`",
-            "",
-            f"Code: {doc['code_version']}.",
-            "",
-            f"Settings: resume overhead {resume_overhead:g} s, start overhead {start_overhead:g} s, "
-            f"{workers} simulated worker(s), meta-training "
-            f"{'k-fold (k=' + str(folds) + ')' if folds else 'leave-one-dataset-out'} on "
-            f"{settings.train_metadata or settings.metadata}; optimizer time charged "
-            f"({overhead_clock} clock). Wall time of this benchmark run: {elapsed:.1f} s "
-            f"({reused} cells reused from cache).",
-        ]
-        if failures:
-            preamble += ["", f"**{len(failures)} cell(s) failed** (see results.json): "
-                         + "; ".join(f"{f.cell.method}/{f.cell.dataset}/{f.cell.seed}"
-                                     for f in failures[:10])]
-        (out / "summary.md").write_text(render_summary_md(summary, preamble=preamble))
-        plot_summary(summary, out)
+    _write_outputs(out, settings, trajs, failures, reused, elapsed)
     typer.echo(f"done in {elapsed:.1f} s ({reused} cells reused); wrote {out}/results.json, "
                f"summary.md, regret.png, rank.png")
     if failures:
@@ -219,3 +159,87 @@ def _run(metadata, out, train_metadata, datasets, methods, budget, seeds, folds,
             typer.secho(f"failed: {f.cell.method} {f.cell.dataset} seed {f.cell.seed}: {f.error}",
                         fg="red", err=True)
         raise typer.Exit(1)
+
+
+def _check_numbers(metadata, out, seeds: int, jobs: int, workers: int, overhead_clock: str,
+                   resume_overhead: float, start_overhead: float) -> None:
+    """Refuse missing folders and out-of-range numbers (one-line usage errors)."""
+    if metadata is None:
+        raise BenchUsageError("--metadata DIR is required")
+    if out is None:
+        raise BenchUsageError("--out DIR is required")
+    if seeds < 1:
+        raise BenchUsageError(f"--seeds must be >= 1, got {seeds}")
+    if jobs < 1 or workers < 1:
+        raise BenchUsageError("--jobs and --workers must be >= 1")
+    if overhead_clock not in ("process", "wall", "none"):
+        raise BenchUsageError(f"--overhead-clock must be process, wall or none, got {overhead_clock!r}")
+    for name, v in (("--resume-overhead", resume_overhead), ("--start-overhead", start_overhead)):
+        if v < 0:
+            raise BenchUsageError(f"{name} must be >= 0 seconds, got {v}")
+
+
+def _datasets_and_methods(metadata, train_metadata, datasets, methods,
+                          workers: int) -> tuple[list[str], list[str]]:
+    """The datasets (all of ``metadata`` by default) and usable methods of the benchmark."""
+    from hubtune.metadata import load_metadata
+    from hubtune.optim.registry import get_method
+
+    meta = load_metadata(metadata)
+    if train_metadata is not None:
+        load_metadata(train_metadata)  # fail early on a bad path
+    chosen = _split(datasets) or list(meta.datasets)
+    missing = [d for d in chosen if d not in meta.datasets]
+    if missing:
+        raise BenchUsageError(
+            f"unknown dataset(s) {', '.join(missing)}; {metadata} has: {', '.join(meta.datasets)}")
+    method_names = _resolve_methods(_split(methods))
+    if not method_names:
+        raise BenchUsageError("no usable method")
+    if workers > 1:
+        serial = [m for m in method_names if not get_method(m).supports_async]
+        if serial:
+            raise BenchUsageError(
+                f"--workers {workers}: method(s) {', '.join(serial)} cannot run asynchronously")
+    return chosen, method_names
+
+
+def _write_outputs(out: Path, settings, trajs, failures, reused: int, elapsed: float) -> None:
+    """``results.json`` and, when any cell ran, ``summary.json``, ``summary.md`` and the plots."""
+    from hubtune.bench.report import (
+        plot_summary,
+        render_summary_md,
+        results_document,
+        summarize,
+    )
+
+    command = "hubtune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    fail_docs = [{"method": f.cell.method, "dataset": f.cell.dataset, "seed": f.cell.seed,
+                  "error": f.error} for f in failures]
+    doc = results_document(trajs, settings.to_dict(), command, fail_docs)
+    doc["code_version"] = _code_version()
+    (out / "results.json").write_text(json.dumps(doc))
+    if not trajs:
+        return
+    summary = summarize(trajs, settings.budget)
+    (out / "summary.json").write_text(json.dumps(summary))
+    folds = settings.folds
+    preamble = [
+        f"Command: `{command}`",
+        "",
+        f"Code: {doc['code_version']}.",
+        "",
+        f"Settings: resume overhead {settings.resume_overhead:g} s, start overhead "
+        f"{settings.start_overhead:g} s, "
+        f"{settings.workers} simulated worker(s), meta-training "
+        f"{'k-fold (k=' + str(folds) + ')' if folds else 'leave-one-dataset-out'} on "
+        f"{settings.train_metadata or settings.metadata}; optimizer time charged "
+        f"({settings.overhead_clock} clock). Wall time of this benchmark run: {elapsed:.1f} s "
+        f"({reused} cells reused from cache).",
+    ]
+    if failures:
+        preamble += ["", f"**{len(failures)} cell(s) failed** (see results.json): "
+                     + "; ".join(f"{f.cell.method}/{f.cell.dataset}/{f.cell.seed}"
+                                 for f in failures[:10])]
+    (out / "summary.md").write_text(render_summary_md(summary, preamble=preamble))
+    plot_summary(summary, out)
