@@ -86,8 +86,6 @@ class Trial:
         regularizers: bool = True,
         load_weights: bool | None = None,
     ) -> None:
-        from hubtune.hub import create_model
-
         _check_data(data)
         self.config = config
         self.data = data
@@ -98,22 +96,53 @@ class Trial:
         self.on_cuda = self.device.type == "cuda"
         self.num_classes = int(data.num_classes)
         self.image_size = int(data.train.images.shape[-1])
+        self.hub = self._create_model(pretrained if load_weights is None else load_weights,
+                                      weights_path if load_weights is not False else None)
+        model: nn.Module = self.hub.model
+        self.plan = plan_parameters(model, self.hub.layer_groups(), self.hub.head_param_names, config)
+        self._build_references(model, regularizers)  # of the starting (pretrained) model
+        if config.stoch_norm:
+            apply_stochnorm(model)
+        # channels-last is faster for convolutions on CUDA and on CPU (oneDNN):
+        # MobileNetV2 at 64 px trains ~1.6x faster on one CPU thread.
+        model.to(self.device, memory_format=torch.channels_last)
+        if self.delta_reference is not None:
+            self.delta_reference.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = build_optimizer(self._param_groups(), config)
+        self.schedule = LRSchedule(config, max_epochs)
+        self.lp_epochs = linear_probing_epochs(max_epochs) if config.linear_probing else 0
+
+        self.amp_dtype = amp_dtype(config, self.device)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp_dtype == torch.float16
+        ) if self.on_cuda else None
+
+        self.set_normalisation(self.hub.data_config["mean"], self.hub.data_config["std"])
+        self.micro_batch = config.batch_size
+        self.epoch = 0
+        self.records: list[EpochRecord] = []
+
+    def _create_model(self, pretrained: bool, weights_path: str | Path | None) -> Any:
+        """The hub model of the config with a fresh head of ``num_classes`` outputs."""
+        from hubtune.hub import create_model
 
         # Model creation draws random head weights: seed it so that a resumed
         # trial rebuilds the same references (L2-SP, DELTA) as a fresh one.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.hub = create_model(
-                config.model,
+            torch.manual_seed(self.seed)
+            return create_model(
+                self.config.model,
                 num_classes=self.num_classes,
-                pretrained=pretrained if load_weights is None else load_weights,
-                drop_rate=config.drop,
-                weights_path=weights_path if load_weights is not False else None,
+                pretrained=pretrained,
+                drop_rate=self.config.drop,
+                weights_path=weights_path,
             )
-        model: nn.Module = self.hub.model
-        self.plan = plan_parameters(model, self.hub.layer_groups(), self.hub.head_param_names, config)
 
-        # References to the starting (pretrained) model.
+    def _build_references(self, model: nn.Module, regularizers: bool) -> None:
+        """The regularizers' references: L2-SP's starting weights, DELTA's frozen copy of
+        the model and Co-Tuning's pretrained ImageNet head (each only when its weight > 0)."""
+        config = self.config
         self.sp_reference: dict[str, torch.Tensor] = {}
         if config.sp_reg > 0 and regularizers:
             self.sp_reference = {
@@ -140,39 +169,20 @@ class Trial:
             for p in self.source_head.parameters():
                 p.requires_grad_(True)
 
-        if config.stoch_norm:
-            apply_stochnorm(model)
-        # channels-last is faster for convolutions on CUDA and on CPU (oneDNN):
-        # MobileNetV2 at 64 px trains ~1.6x faster on one CPU thread.
-        model.to(self.device, memory_format=torch.channels_last)
-        if self.delta_reference is not None:
-            self.delta_reference.to(memory_format=torch.channels_last)
-        self.model = model
-
-        groups = build_param_groups(model, self.plan, config)
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups (layer-wise rates; Co-Tuning's head in its own)."""
+        groups = build_param_groups(self.model, self.plan, self.config)
         if self.source_head is not None:
             groups.append(
                 {
                     "params": list(self.source_head.parameters()),
                     "names": [f"source_head.{n}" for n, _ in self.source_head.named_parameters()],
-                    "weight_decay": config.weight_decay,
+                    "weight_decay": self.config.weight_decay,
                     "lr_scale": 1.0,
                     "layer_group": -1,
                 }
             )
-        self.optimizer = build_optimizer(groups, config)
-        self.schedule = LRSchedule(config, max_epochs)
-        self.lp_epochs = linear_probing_epochs(max_epochs) if config.linear_probing else 0
-
-        self.amp_dtype = amp_dtype(config, self.device)
-        self.scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.amp_dtype == torch.float16
-        ) if self.on_cuda else None
-
-        self.set_normalisation(self.hub.data_config["mean"], self.hub.data_config["std"])
-        self.micro_batch = config.batch_size
-        self.epoch = 0
-        self.records: list[EpochRecord] = []
+        return groups
 
     def min_micro_batch(self) -> int:
         """Smallest micro-batch an OOM retry may use: 2 for models with BatchNorm
