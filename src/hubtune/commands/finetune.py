@@ -129,22 +129,9 @@ def run_finetune(
     if epochs < 1:
         raise CommandError(f"--epochs must be >= 1, got {epochs}")
     if resume_from is not None:
-        run_path = Path(resume_from) / RUN_FILE
-        if not run_path.exists():
-            raise CommandError(f"{resume_from} is not a hubtune finetune directory (no {RUN_FILE})")
-        run = json.loads(run_path.read_text())
-        from hubtune.space import Config
-
-        config = Config.from_dict(run["config"])
-        if model and model != config.model:
-            raise CommandError(f"--model {model} disagrees with {config.model!r} in {resume_from}")
-        if max_epochs is not None and max_epochs != run["max_epochs"]:
-            raise CommandError(
-                f"--max-epochs {max_epochs} differs from the trial's {run['max_epochs']}: "
-                f"schedules are defined over max_epochs, so it cannot change"
-            )
-        data_source, image_size, subset = run["data"], run["image_size"], run["subset"]
-        seed, pretrained, max_epochs = run["seed"], run["pretrained"], run["max_epochs"]
+        config, stored = _resumed_trial(Path(resume_from), model, max_epochs)
+        data_source, image_size, subset = stored["data"], stored["image_size"], stored["subset"]
+        seed, pretrained, max_epochs = stored["seed"], stored["pretrained"], stored["max_epochs"]
         workdir = Path(resume_from)
     else:
         config = load_config(model, config_path)
@@ -155,42 +142,65 @@ def run_finetune(
     if epochs > max_epochs:
         raise CommandError(f"--epochs {epochs} exceeds --max-epochs {max_epochs}")
 
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise CommandError("--device cuda asked for, but no CUDA GPU is available")
-
+    _check_cuda(device)
     ds = load_dataset(data_source, image_size=int(image_size), subset=subset, seed=seed)
     console.print(f"[bold]{ds.summary()}[/bold]")
     console.print(f"model {config.model} ({'pretrained' if pretrained else 'random init'}), "
                   f"training to epoch {epochs} of {max_epochs} on {device}, trial dir {workdir}")
     workdir.mkdir(parents=True, exist_ok=True)
-    run_info = {
+    (workdir / RUN_FILE).write_text(json.dumps({
         "data": data_source, "image_size": int(image_size), "subset": subset, "seed": seed,
         "pretrained": pretrained, "max_epochs": max_epochs, "config": config.to_dict(),
-    }
-    (workdir / RUN_FILE).write_text(json.dumps(run_info, indent=1))
+    }, indent=1))
     t0 = time.perf_counter()
     result = advance(
         config, epochs, data=ds, workdir=workdir, max_epochs=max_epochs, seed=seed,
         device=device, num_threads=threads, pretrained=pretrained,
         on_epoch=print_row_printer(console),
     )
-    records = read_records(workdir)
-    console.print(epoch_table(f"{config.model} — {'pretrained' if pretrained else 'from scratch'} (accuracy in %)", records))
-    summary: dict[str, Any] = {
-        "status": result.status, "reason": result.reason, "epoch": result.epoch,
-        "records": records, "workdir": str(workdir), "seconds": time.perf_counter() - t0,
-        "test": None,
-    }
+    summary = _summary(result, read_records(workdir), workdir, time.perf_counter() - t0)
+    console.print(epoch_table(f"{config.model} — {'pretrained' if pretrained else 'from scratch'} "
+                              f"(accuracy in %)", summary["records"]))
     if result.status != "ok":
         console.print(f"[red]trial {result.status}: {result.reason}[/red]")
     elif ds.test is not None and len(ds.test):
-        summary["test"] = evaluate_checkpoint(workdir, ds, split="test", device=device)
-        t = summary["test"]
+        summary["test"] = t = evaluate_checkpoint(workdir, ds, split="test", device=device)
         console.print(f"test top-1 {100 * t['top1']:.2f}%  top-5 {100 * t['top5']:.2f}%  loss {t['loss']:.4f}")
     return summary
+
+
+def _check_cuda(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CommandError("--device cuda asked for, but no CUDA GPU is available")
+
+
+def _summary(result: Any, records: list[Any], workdir: Path, seconds: float) -> dict[str, Any]:
+    return {"status": result.status, "reason": result.reason, "epoch": result.epoch,
+            "records": records, "workdir": str(workdir), "seconds": seconds, "test": None}
+
+
+def _resumed_trial(workdir: Path, model: str | None,
+                   max_epochs: int | None) -> tuple[Any, dict[str, Any]]:
+    """The config and stored settings of the trial folder ``workdir`` (``--resume-from``);
+    ``--model`` and ``--max-epochs`` must agree with them."""
+    from hubtune.space import Config
+
+    run_path = workdir / RUN_FILE
+    if not run_path.exists():
+        raise CommandError(f"{workdir} is not a hubtune finetune directory (no {RUN_FILE})")
+    run = json.loads(run_path.read_text())
+    config = Config.from_dict(run["config"])
+    if model and model != config.model:
+        raise CommandError(f"--model {model} disagrees with {config.model!r} in {workdir}")
+    if max_epochs is not None and max_epochs != run["max_epochs"]:
+        raise CommandError(
+            f"--max-epochs {max_epochs} differs from the trial's {run['max_epochs']}: "
+            f"schedules are defined over max_epochs, so it cannot change"
+        )
+    return config, run
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -37,6 +38,15 @@ def info(
         meta = load_metadata(directory)
     except MetadataError as exc:
         raise _fail(str(exc)) from None
+    summary = _info_summary(meta, directory, layout, show_unmapped)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_info(meta, summary, show_unmapped)
+
+
+def _info_summary(meta: Any, directory: Path, layout: str, show_unmapped: int) -> dict[str, Any]:
+    """``hubtune metadata info --json``'s document: totals, models, unmapped runs, per dataset."""
     rows = []
     for name in meta.datasets:
         runs = meta[name]
@@ -54,7 +64,7 @@ def info(
             }
         )
     models = Counter(c.model for name in meta.datasets for c in meta[name].configs)
-    summary = {
+    return {
         "path": str(directory),
         "layout": layout,
         "datasets": len(meta),
@@ -65,15 +75,17 @@ def info(
         "unmapped_examples": [u.to_dict() for u in meta.unmapped[:show_unmapped]],
         "per_dataset": rows,
     }
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-        return
+
+
+def _print_info(meta: Any, summary: dict[str, Any], show_unmapped: int) -> None:
+    """The text form of :func:`_info_summary`: a header line, a table, models and unmapped runs."""
+    models = summary["models"]
     typer.echo(
-        f"{directory} ({layout} layout): {len(meta)} datasets, {meta.n_runs} runs, "
+        f"{summary['path']} ({summary['layout']} layout): {len(meta)} datasets, {meta.n_runs} runs, "
         f"up to {meta.max_epochs} epochs, {len(models)} models, {len(meta.unmapped)} unmapped runs"
     )
     typer.echo(f"{'dataset':<24} {'runs':>6} {'mean ep':>8} {'full':>6} {'best':>7} {'worst':>7} {'GPU h':>8}  meta-features")
-    for r in rows:
+    for r in summary["per_dataset"]:
         mf = r["meta_features"]
         mf_text = (
             "missing" if mf is None
@@ -83,7 +95,7 @@ def info(
             f"{r['dataset']:<24} {r['runs']:>6} {r['mean_epochs']:>8.1f} {r['full_length_runs']:>6} "
             f"{r['best']:>7.4f} {r['worst']:>7.4f} {r['hours']:>8.1f}  {mf_text}"
         )
-    typer.echo("models: " + ", ".join(f"{m} ({n})" for m, n in sorted(models.items())))
+    typer.echo("models: " + ", ".join(f"{m} ({n})" for m, n in models.items()))
     for u in meta.unmapped[:show_unmapped]:
         typer.echo(f"unmapped: {u.dataset or '-'} / {u.run_id}: {u.reason}")
     if len(meta.unmapped) > show_unmapped:
@@ -104,6 +116,16 @@ def convert(
     typer.echo(f"wrote {meta.n_runs} runs of {len(meta)} datasets to {target}")
 
 
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise _fail(f"{what} file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise _fail(f"{what} file {path} is not valid JSON: {exc}") from None
+
+
+# Long by design: most of the signature is the command's option declarations (typer reads them).
 @metadata_app.command("generate")
 def generate(
     datasets: str = typer.Option(..., "--datasets", help="Comma-separated built-in names "
@@ -146,16 +168,8 @@ def generate(
     from hubtune.space import ConfigError
     from hubtune.tuner.hubtuner import RunError, resolve_models
 
-    def read_json(path: Path, what: str):
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            raise _fail(f"{what} file not found: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise _fail(f"{what} file {path} is not valid JSON: {exc}") from None
-
-    space_dict = read_json(space, "search-space") if space is not None else None
-    extra = read_json(add_configs, "--add-configs") if add_configs is not None else []
+    space_dict = _read_json(space, "search-space") if space is not None else None
+    extra = _read_json(add_configs, "--add-configs") if add_configs is not None else []
     if not isinstance(extra, list) or not all(isinstance(c, dict) for c in extra):
         raise _fail(f"--add-configs {add_configs} must hold a JSON list of config objects")
     if threads < 1:
