@@ -109,58 +109,29 @@ class HubTuner:
         started: float | None = None,
         log_to: str | Sequence[str] | None = None,
     ) -> None:
-        from hubtune.core.units import parse_duration, parse_size
-        from hubtune.tuner.options import check_run_options
-
         # The budget clock starts here, or earlier where the caller says so (the CLI:
         # when its process started, so start-up is charged too).
         self._t0 = time.monotonic() if started is None else min(started, time.monotonic())
         self.out = Path(out)
         self.on_event = on_event or (lambda _e, _p: None)
         self._recovered_best: list[str] = []  # what recover_best did at the start of fit
+        from hubtune.core.units import parse_duration
+
         self._budget = parse_duration(budget)
-        parse_size(quota)
-        check_run_options(dict(
-            max_epochs=max_epochs, seed=seed, final_epochs=final_epochs, num_threads=num_threads,
-            subset=subset, image_size=image_size, models=None if models is None else list(models),
-            space=space, optimizer=optimizer, pretrained=pretrained,
+        models = list(models) if models is not None else None
+        self._args = dict(
+            hub=hub, models=models, space=space, max_epochs=max_epochs,
+            seed=seed, device=device, image_size=image_size, subset=subset, optimizer=optimizer,
+            quota=quota, final_epochs=final_epochs, num_threads=num_threads,
+            pretrained=pretrained, workers=workers, gpus=gpus, gpus_per_trial=gpus_per_trial,
+            ray_address=ray_address or None, surrogate=surrogate, metric=metric,
             max_latency_ms=max_latency_ms, max_params=max_params, max_gflops=max_gflops,
-            latency_batch=latency_batch,
-        ))
-        from hubtune.finetune.metrics import METRICS
-
-        if metric not in METRICS:
-            raise RunError(f"--metric must be {', '.join(METRICS[:-1])} or {METRICS[-1]}, "
-                           f"got {metric!r}")
-        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 0:
-            raise RunError(f"--ensemble must be a whole number >= 0 (0: off), got {ensemble!r}")
-        from hubtune.tuner.device import resolve_device
-
-        # auto -> cuda, mps or cpu; a cluster's driver may lack the GPUs its workers have
-        device = resolve_device(device, check_available=not ray_address)
-        gpu_list = _check_parallel(workers, gpus, gpus_per_trial, ray_address, device)
+            latency_batch=latency_batch, ensemble=ensemble,
+        )
+        _check_args(self._args)  # resolves device, gpus and surrogate in place
         from hubtune.integrations.trackers import parse_log_to
 
         self._log_to = parse_log_to(log_to)  # unknown or uninstalled tracker: RunError now
-        if surrogate is not None:
-            from hubtune.surrogate.cache import load_default_surrogate
-            from hubtune.surrogate.model import SurrogateError
-
-            try:
-                load_default_surrogate(surrogate)
-            except (SurrogateError, OSError, ValueError) as exc:
-                raise RunError(f"--surrogate {surrogate}: {exc}") from None
-            surrogate = str(Path(surrogate).resolve())
-        self._args = dict(
-            hub=hub, models=list(models) if models is not None else None, space=space, max_epochs=max_epochs,
-            seed=seed, device=device, image_size=image_size, subset=subset, optimizer=optimizer,
-            quota=quota, final_epochs=final_epochs, num_threads=num_threads,
-            pretrained=pretrained, workers=workers, gpus=gpu_list, gpus_per_trial=gpus_per_trial,
-            ray_address=ray_address or None, surrogate=surrogate, metric=metric,
-            max_latency_ms=max_latency_ms, max_params=max_params, max_gflops=max_gflops,
-            latency_batch=latency_batch,
-            ensemble=ensemble,
-        )
         self._decision: Any = None  # the constraints' Decision of this session (fit)
         self._latency: dict[str, Any] = {}  # measured latencies of this session (fit)
         self._latency_new: list[str] = []  # of which measured (not cached) this session
@@ -378,6 +349,40 @@ class HubTuner:
             address=settings.ray_address, gpus=settings.gpus, gpus_per_trial=gpus_per_trial,
             cpus_per_trial=cpus, postprocess=guard.filter,
         )
+
+
+def _check_args(a: dict[str, Any]) -> None:
+    """Refuse bad options with a one-line :class:`RunError` before anything is done; resolve
+    ``device`` (``auto``), ``gpus`` (a list) and ``surrogate`` (an absolute path) in ``a``."""
+    from hubtune.core.units import parse_size
+    from hubtune.finetune.metrics import METRICS
+    from hubtune.tuner.device import resolve_device
+    from hubtune.tuner.options import check_run_options
+
+    parse_size(a["quota"])
+    check_run_options({k: a[k] for k in (
+        "max_epochs", "seed", "final_epochs", "num_threads", "subset", "image_size", "models",
+        "space", "optimizer", "pretrained", "max_latency_ms", "max_params", "max_gflops",
+        "latency_batch")})
+    if a["metric"] not in METRICS:
+        raise RunError(f"--metric must be {', '.join(METRICS[:-1])} or {METRICS[-1]}, "
+                       f"got {a['metric']!r}")
+    ensemble = a["ensemble"]
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 0:
+        raise RunError(f"--ensemble must be a whole number >= 0 (0: off), got {ensemble!r}")
+    # auto -> cuda, mps or cpu; a cluster's driver may lack the GPUs its workers have
+    a["device"] = resolve_device(a["device"], check_available=not a["ray_address"])
+    a["gpus"] = _check_parallel(a["workers"], a["gpus"], a["gpus_per_trial"], a["ray_address"],
+                                a["device"])
+    if a["surrogate"] is not None:
+        from hubtune.surrogate.cache import load_default_surrogate
+        from hubtune.surrogate.model import SurrogateError
+
+        try:
+            load_default_surrogate(a["surrogate"])
+        except (SurrogateError, OSError, ValueError) as exc:
+            raise RunError(f"--surrogate {a['surrogate']}: {exc}") from None
+        a["surrogate"] = str(Path(a["surrogate"]).resolve())
 
 
 def build_optimizer(name: str, ctx: Any) -> Any:
