@@ -196,8 +196,8 @@ def test_predict_round_trip_and_report(folder, tmp_path):
 
 def test_resume_with_other_settings_is_refused(folder, tmp_path):
     out = tmp_path / "run"
-    assert CliRunner().invoke(app, run_args(folder, out, budget="8")).exit_code == 0
-    res = CliRunner().invoke(app, [*run_args(folder, out, budget="8")[:-2], "--seed", "3",
+    assert CliRunner().invoke(app, run_args(folder, out, budget="20")).exit_code == 0
+    res = CliRunner().invoke(app, [*run_args(folder, out, budget="20")[:-2], "--seed", "3",
                                    "--log", "plain"])
     assert res.exit_code == 2
     assert "other settings" in res.output and "seed" in res.output
