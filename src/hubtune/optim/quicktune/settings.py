@@ -123,6 +123,12 @@ class QuickTuneSettings:
             epochs count for where its curve may end. Off: on the 16 h replay
             (1 seed) weight 1 gave 0.149 / 0.079 / 0.021 at 1 / 4 / 16 h against
             0.174 / 0.067 / 0.029 (worse at 4 h; docs/optimizer.md).
+        calibrate_new: if set, predictions for never-started configs are calibrated to
+            this task from the standardised residuals of this run's earlier new-config
+            predictions (made before each observation): mean ``m + a s``, std ``c s``,
+            with ``(a, c)`` shrunk towards ``(0, 1)`` by this many pseudo-residuals
+            (:mod:`hubtune.optim.quicktune.calibration`). ``None``: off.
+        calibrate_continue: the same for continuations of started trials. ``None``: off.
         refit_steps: if > 0, each time the number of observed epochs reaches
             16, 32, 64, ... the network and GP hyperparameters are re-fitted to
             this task's observations for this many marginal-likelihood steps,
@@ -149,6 +155,8 @@ class QuickTuneSettings:
     fit_horizon: bool = True
     win_threshold: float | None = 0.002
     lookahead: float = 0.0
+    calibrate_new: float | None = None
+    calibrate_continue: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible field values."""
