@@ -103,8 +103,8 @@ def test_a_consistent_miss_moves_this_tasks_new_config_predictions():
     # On this table the GP's new-config predictions are low (about 0.2 +- 0.23): a task
     # where every config's first step scores 1.5 predictive stds above its prediction
     # (and its continuations fall short, so the search keeps starting new configs)
-    qt = _optimizer(calibrate_new=5.0)
-    off = _optimizer()
+    qt = _optimizer(calibrate_new=5.0, calibrate_continue=None)
+    off = _optimizer(calibrate_new=None, calibrate_continue=None)
     for _ in range(40):
         if len(qt._residuals["start"]) >= 4:
             break
@@ -120,6 +120,8 @@ def test_a_consistent_miss_moves_this_tasks_new_config_predictions():
         np.sqrt((5.0 + n * 2.25) / (n + 5.0)))
     assert qt.calibration("resume") == (0.0, 1.0)  # continuations: not switched on
     assert off.calibration("start") == (0.0, 1.0)
+    # on by default, for both kinds
+    assert (QuickTuneSettings().calibrate_new, QuickTuneSettings().calibrate_continue) == (5.0, 5.0)
     # a new-config prediction is now the GP's, moved up by offset GP-stds and widened
     x = qt.pool.static[:3]
     rows = assemble_rows(x, np.zeros(3, dtype=int), np.ones(3, dtype=int),

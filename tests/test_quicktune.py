@@ -335,7 +335,9 @@ def test_cost_quantile_keeps_steps_whose_likely_duration_does_not_fit():
     assert state(None).ask(budget_left=left).trial_id == a.trial_id
     qt = state(0.9)
     step = qt.ask(budget_left=left)
-    assert step is None or (step.trial_id != a.trial_id and step.info["cost_bound"] <= left)
+    # (a shorter step of the same config that likely fits may be taken: fit_horizon)
+    assert step is None or ((step.trial_id, step.to_epoch) != (a.trial_id, a.to_epoch)
+                            and step.info["cost_bound"] <= left)
     # the errors are part of the state: a resumed optimizer has the same margin
     again = state(0.9)
     again.load_state_dict(json.loads(json.dumps(qt.state_dict())))
