@@ -151,7 +151,8 @@ class QuickTune:
 
         A step still running on another worker is added as an observation of
         the query row it was proposed for (its trial's curve so far and target
-        epoch) with the mean the surrogate predicted then. The GP's uncertainty
+        epoch) with the mean the GP predicted then (before this task's calibration, which
+        is applied on top of the GP's posterior). The GP's uncertainty
         there and at similar candidates shrinks, so their expected improvement
         drops and the next proposal is not a near copy of a running one. Only
         the surrogate sees fantasies: the incumbent and the journal hold real
@@ -358,7 +359,7 @@ class QuickTune:
         j, acq = tie_break(acq, self._rng)
         t = self.pool.trials[trial_idx[j]]
         t.pending = True
-        t.belief = (t.epoch, xq[j], float(mean[j]))
+        t.belief = (t.epoch, xq[j], float(gp_mean[j]))  # the GP believes its own mean
         info: dict[str, Any] = self._prediction_info(gp_mean, gp_std, mean, std, j)
         info.update({"ei": float(ei[j]), "cost": float(cost[j]), "acq": float(acq[j]), "incumbent": best,
                      "horizon": int(ks[j])})
