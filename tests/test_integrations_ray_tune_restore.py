@@ -7,8 +7,9 @@ The trainable is deterministic: each epoch is seeded by its number (so an epoch
 trained after a restore from a checkpoint is the epoch an uninterrupted trial
 trains), and it reports its own cost (``time_this_iter_s``, 1 s an epoch, which Ray
 keeps), so quicktune's cost model sees the same numbers in both experiments.
-quicktune (pool of 3 candidates, no neighbours, no default-config start) pauses seven
-one-epoch trials, then resumes one of them (step 8).
+quicktune (pool of 3 candidates, no neighbours, no default-config start, no per-task
+calibration: the scenario below is this sequence, the calibration has its own tests in
+tests/test_qt_calibration.py) pauses seven one-epoch trials, then resumes one of them (step 8).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ DATASET = {"n_images": 500, "n_classes": 10, "mean_resolution": 8, "channels": 1
 ARGS = {"models": ["test_resnet"], "max_epochs": 4, "dataset": DATASET, "metric": "val_acc",
         "mode": "max", "max_steps": 8,
         "optimizer_options": {"pool_size": 3, "neighbours_every": 1000,
-                              "start_with_defaults": False}}
+                              "start_with_defaults": False,
+                              "calibrate_new": None, "calibrate_continue": None}}
 
 
 def train(config):
