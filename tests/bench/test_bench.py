@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,8 +36,9 @@ from hubtune.optim.registry import register_method, unregister_method
 from hubtune.protocol.context import TaskContext
 from hubtune.protocol.steps import Step, StepResult
 from hubtune.space.config import Config
+from tests.helpers.paths import QT_EXTENDED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "metadata" / "quicktune-extended"
+SHARED = QT_EXTENDED
 
 
 def make_runs(name: str = "toy") -> DatasetRuns:

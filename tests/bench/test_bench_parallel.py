@@ -6,7 +6,6 @@ import json
 import math
 import time
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +25,9 @@ from hubtune.optim.registry import get_method, register_method, unregister_metho
 from hubtune.protocol.context import TaskContext
 from hubtune.protocol.steps import Step
 from hubtune.space.config import Config
+from tests.helpers.paths import QT_EXTENDED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "metadata" / "quicktune-extended"
+SHARED = QT_EXTENDED
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared meta-dataset absent: {SHARED}")
 
 

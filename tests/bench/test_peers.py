@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,9 @@ from hubtune.bench.peers.optuna_peer import next_stop
 from hubtune.bench.runner import make_context, run_one
 from hubtune.bench.simulator import SimulatedEvaluator
 from hubtune.optim.registry import get_method
+from tests.helpers.paths import QT_EXTENDED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "metadata" / "quicktune-extended"
+SHARED = QT_EXTENDED
 TEST_DATASET = "MED_LF"
 LIBS = {"dehb": "dehb", "dehb_cont": "dehb", "smac_mf": "smac", "smac_mf_cont": "smac",
         "optuna_tpe_hb": "optuna"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,9 @@ from hubtune.bench.peers.qtt_peer import (
 )
 from hubtune.bench.runner import make_context
 from hubtune.bench.simulator import SimulatedEvaluator
+from tests.helpers.paths import QT_EXTENDED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "metadata" / "quicktune-extended"
+SHARED = QT_EXTENDED
 TINY_FIT = {"max_iter": 1, "batch_size": 512}
 TINY_COST_FIT = {"max_iter": 1, "batch_size": 16}
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from tests.helpers.paths import BENCHMARKS
+from tests.helpers.run import finished_run
+
+sys.path.insert(0, str(BENCHMARKS))
 
 from calibration import main, read_points  # noqa: E402
-from run_helpers import finished_run  # noqa: E402
 
 
 def _event(kind: str, trial: str, to_epoch: int, info: dict | None = None,

@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from hubtune.cli import app
 from hubtune.metadata import load_metadata
+from tests.helpers.paths import FIXTURES
 
-RELEASE = Path(__file__).resolve().parent / "fixtures" / "metadata" / "release"
+RELEASE = FIXTURES / "metadata" / "release"
 runner = CliRunner()
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from hubtune.cli import app
 from hubtune.surrogate.model import Surrogate
+from tests.helpers.paths import QT_EXTENDED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "metadata" / "quicktune-extended"
+SHARED = QT_EXTENDED
 ALL = ["APL", "AWA", "BCT", "BRD", "BTS", "CRS", "DOG", "FLW", "FNG", "INS_2", "MED_LF", "PLK",
        "PLT_DOC", "PLT_NET", "PLT_VIL", "PNU", "PRT", "TEX", "TEX_ALOT", "TEX_DTD"]
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared meta-dataset absent: {SHARED}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib
 import re
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import ROOT
+
 _FROM = re.compile(r"^\s*(?:>>>\s*)?from\s+(hubtune[\w.]*)\s+import\s+(.+?)\s*(?:#.*)?$")
 _IMPORT = re.compile(r"^\s*(?:>>>\s*)?import\s+(hubtune[\w.]*)\s*(?:#.*)?$")
 

@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hubtune.cli import app
+from tests.helpers.paths import DOCS
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "from-runs.md"
+DOC = DOCS / "from-runs.md"
 
 
 def _bash_blocks() -> list[list[str]]:

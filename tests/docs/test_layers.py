@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "hubtune"
+from tests.helpers.paths import SRC
 
 # lowest first; packages on one floor may not import each other
 LAYERS: list[set[str]] = [

@@ -10,9 +10,10 @@ more kills); this test prints its figure (faults injected / survived).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from tests.helpers.paths import BENCHMARKS
+
+sys.path.insert(0, str(BENCHMARKS))
 
 from fault_injection import report, run_campaign  # noqa: E402
 

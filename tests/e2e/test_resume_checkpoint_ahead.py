@@ -21,7 +21,7 @@ from hubtune.protocol.steps import Step
 from hubtune.search.journal import Journal, replay
 from hubtune.space.config import Config
 from hubtune.tuner.hubtuner import HubTuner, _ContinuationGuard
-from test_run_e2e import make_folder
+from tests.helpers.run import make_folder
 
 ARGS = ["--budget", "600", "--hub", "test", "--models", "test_resnet", "--max-epochs", "4",
         "--image-size", "24", "--optimizer", "defaults", "--no-pretrained", "--threads", "1"]

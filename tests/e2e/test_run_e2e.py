@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -22,23 +21,7 @@ from typer.testing import CliRunner
 
 from hubtune.cli import app
 from hubtune.search.journal import Journal, replay
-
-COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
-
-
-def make_folder(root: Path, per_class: int = 40, size: int = 24, seed: int = 0) -> Path:
-    """Class = dominant colour of a noisy image with a random rectangle (learnable, not trivial)."""
-    rng = np.random.default_rng(seed)
-    for name, rgb in COLORS.items():
-        d = root / name
-        d.mkdir(parents=True)
-        for i in range(per_class):
-            img = rng.integers(0, 120, size=(size, size, 3)).astype(np.uint8)
-            x0, y0 = rng.integers(0, size // 2, size=2)
-            img[y0:y0 + size // 2, x0:x0 + size // 2] = np.clip(
-                np.array(rgb) + rng.integers(-30, 30, size=3), 0, 255)
-            Image.fromarray(img).save(d / f"{i}.png")
-    return root
+from tests.helpers.run import make_folder
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from hubtune.cli import app
 from hubtune.search.journal import Journal, replay
-from test_run_e2e import make_folder
+from tests.helpers.run import make_folder
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from hubtune.cli import app
 from hubtune.search.journal import Journal, replay
 from hubtune.search.raypool import PoolError, TrialResources, parse_gpus, plan_resources
-from test_run_e2e import make_folder
+from tests.helpers.run import make_folder
 
 
 def _events(journal: Path) -> list[dict]:

@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 from hubtune.cli import app
 from hubtune.finetune.metrics import METRICS, confusion_scores
 from hubtune.search.journal import Journal, replay
-from test_predict import tiny_run_args
-from test_run_e2e import make_folder
+from tests.helpers.run import make_folder, tiny_run_args
 
 
 def test_scores_from_confusion_counts_by_hand():

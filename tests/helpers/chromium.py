@@ -1,4 +1,4 @@
-"""Render a page in a real headless Chromium (for tests/test_report.py): console errors,
+"""Render a page in a real headless Chromium (for tests/tuner/test_report.py): console errors,
 requests that leave the file, what a probe script sees, and a full-page screenshot.
 
 Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.paths import ROOT
+
 ARTIFACTS = Path(os.environ.get("HUBTUNE_TEST_ARTIFACTS",
-                                Path(__file__).resolve().parents[1] / "test-artifacts"))
+                                ROOT / "test-artifacts"))
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome",
                                                "google-chrome-stable")) if p), None)
 needs_chromium = pytest.mark.skipif(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 
 from hubtune.hub import HubError, get_descriptor
+from tests.helpers.paths import QT_EXTENDED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "metadata" / "quicktune-extended"
+SHARED = QT_EXTENDED
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared meta-dataset absent: {SHARED}")
 TRAIN = ["BCT", "MED_LF", "PLT_DOC", "PNU"]
 TEST = "TEX_DTD"

@@ -1,14 +1,40 @@
-"""Tiny finished runs shared by the export, ensemble and predict test modules."""
+"""Tiny image folders and finished runs shared by the run, export, ensemble and predict tests."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from typer.testing import CliRunner
 
 from hubtune.cli import app
-from test_run_e2e import make_folder
+
+COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
+
+
+def make_folder(root: Path, per_class: int = 40, size: int = 24, seed: int = 0) -> Path:
+    """Class = dominant colour of a noisy image with a random rectangle (learnable, not trivial)."""
+    rng = np.random.default_rng(seed)
+    for name, rgb in COLORS.items():
+        d = root / name
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 120, size=(size, size, 3)).astype(np.uint8)
+            x0, y0 = rng.integers(0, size // 2, size=2)
+            img[y0:y0 + size // 2, x0:x0 + size // 2] = np.clip(
+                np.array(rgb) + rng.integers(-30, 30, size=3), 0, 255)
+            Image.fromarray(img).save(d / f"{i}.png")
+    return root
+
+
+def tiny_run_args(data: Path, out: Path, *extra: str, budget: str = "20") -> list[str]:
+    """A tiny real search: one timm test model, random init, 32 px, two epochs."""
+    return ["run", str(data), "--out", str(out), "--budget", budget, "--hub", "test",
+            "--models", "test_resnet", "--max-epochs", "2", "--image-size", "32",
+            "--optimizer", "random", "--no-pretrained", "--threads", "1", "--log", "quiet",
+            "--device", "cpu", *extra]
 
 
 def one_model_defaults_args(data: Path, out: Path) -> list[str]:

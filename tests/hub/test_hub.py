@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,8 +19,8 @@ from hubtune.hub import (
 )
 from hubtune.hub.build_descriptors import DESCRIPTORS_PATH
 from hubtune.hub.timm_meta import build_on_meta, count_params_and_flops, describe_timm_model
+from tests.helpers.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 QT_TABLE = SHARED / "metadata" / "quicktune-extended" / "table.csv"
 
 

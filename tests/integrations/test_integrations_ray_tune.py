@@ -111,7 +111,7 @@ def test_quicktune_drives_ray_trials_step_by_step(local_ray, tmp_path):
 def test_trials_are_paused_and_resumed_from_their_checkpoints(local_ray, tmp_path):
     # hubtune's ASHA (over the same finetuning space, through the same searcher) promotes
     # the best of its first three one-epoch trials at step 4: a resume for certain.
-    # (quicktune's own runs are the doc example's, tests/test_integrations_docs.py.)
+    # (quicktune's own runs are the doc example's, tests/docs/test_integrations_docs.py.)
     searcher = QuickTuneSearcher(models=["test_resnet"], max_epochs=4, dataset=DATASET,
                                  metric="val_acc", mode="max", max_steps=5, optimizer="asha")
     scheduler = FreezeThawScheduler(searcher)

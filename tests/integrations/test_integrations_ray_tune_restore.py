@@ -9,7 +9,7 @@ trains), and it reports its own cost (``time_this_iter_s``, 1 s an epoch, which 
 keeps), so quicktune's cost model sees the same numbers in both experiments.
 quicktune (pool of 3 candidates, no neighbours, no default-config start, no per-task
 calibration: the scenario below is this sequence, the calibration has its own tests in
-tests/test_qt_calibration.py) pauses seven one-epoch trials, then resumes one of them (step 8).
+tests/optim/test_qt_calibration.py) pauses seven one-epoch trials, then resumes one of them (step 8).
 """
 
 from __future__ import annotations

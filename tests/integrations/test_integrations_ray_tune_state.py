@@ -4,7 +4,7 @@ restored into a fresh searcher that then continues exactly as the uninterrupted 
 The searcher is driven here as Ray's controller and :class:`FreezeThawScheduler` drive it
 (``suggest`` for new trials, ``observe`` per reported epoch, the resume wishes taken off
 ``resume``), with a deterministic score per (config, epoch), so two searchers told the
-same epochs must decide the same. tests/test_integrations_ray_tune.py runs it on Ray.
+same epochs must decide the same. tests/integrations/test_integrations_ray_tune.py runs it on Ray.
 """
 
 from __future__ import annotations

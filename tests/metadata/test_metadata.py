@@ -19,8 +19,8 @@ from hubtune.metadata import (
     save_metadata,
 )
 from hubtune.space.config import Config
+from tests.helpers.paths import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 EXTENDED = SHARED / "metadata" / "quicktune-extended"
 
 needs_shared = pytest.mark.skipif(

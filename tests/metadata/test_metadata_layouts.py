@@ -14,11 +14,12 @@ import pytest
 from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.metadata import MetadataError, load_metadata
 from hubtune.metadata.loader import detect_layout
+from tests.helpers.paths import FIXTURES, QT_EXTENDED
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "metadata"
+FIXTURES = FIXTURES / "metadata"
 RELEASE = FIXTURES / "release"
 QTT = FIXTURES / "qtt"
-EXTENDED = Path(__file__).resolve().parents[1].parent / "shared" / "metadata" / "quicktune-extended"
+EXTENDED = QT_EXTENDED
 APL, BTS = "mtlbm/extended/APL", "mtlbm/extended/BTS"
 
 

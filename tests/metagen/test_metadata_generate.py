@@ -24,9 +24,10 @@ from hubtune.metagen.generate import (
 )
 from hubtune.space import Config, SearchSpace
 from hubtune.surrogate.model import Surrogate
+from tests.helpers.paths import FIXTURES, SRC
 
 MODELS = "test_resnet,test_efficientnet"
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "metadata" / "qtt"
+FIXTURE = FIXTURES / "metadata" / "qtt"
 # Co-Tuning needs a pretrained ImageNet head: with --no-pretrained this config fails for real.
 FAILING = {"model": "test_resnet", "cotuning_reg": 1.0, "batch_size": 8}
 
@@ -270,7 +271,7 @@ def test_metatrain_accepts_the_output_alone_mixed_and_continued(generated, tmp_p
                               "--steps", "10", "--cost-datasets", "colours,colours-seed1"])
     assert res.exit_code == 0, res.output
     cont = Surrogate.load(tmp_path / "c")
-    shipped = Surrogate.load(Path(__file__).resolve().parents[1] / "src/hubtune/assets/surrogate")
+    shipped = Surrogate.load(SRC / "assets" / "surrogate")
     assert cont.record["continued_from"]["datasets"] == shipped.record["datasets"]
     assert cont.features.to_dict() == shipped.features.to_dict()  # scalers kept
     assert cont.record["history"][0]["step"] == 0  # the starting point competes in model selection

@@ -22,7 +22,7 @@ from hubtune.search.journal import Journal
 from hubtune.space.config import Config
 from hubtune.surrogate.model import Surrogate
 from hubtune.surrogate.provenance import RECORD_KEY, trained_on
-from test_run_e2e import make_folder
+from tests.helpers.run import make_folder
 
 SIZE = 32
 

@@ -19,7 +19,7 @@ from hubtune.optim.quicktune.calibration import (
 from hubtune.optim.quicktune.optimizer import score_prediction, step_residual
 from hubtune.protocol.steps import StepResult
 from hubtune.surrogate.features import assemble_rows
-from qt_helpers import TEST, meta, needs_shared
+from tests.helpers.quicktune import TEST, meta, needs_shared
 
 
 def test_no_residuals_means_no_correction():

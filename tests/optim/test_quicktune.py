@@ -18,7 +18,7 @@ from hubtune.optim.quicktune import (
 )
 from hubtune.protocol.steps import Step, StepResult
 from hubtune.surrogate.metatrain import MetaTrainSettings, metatrain
-from qt_helpers import TEST, TRAIN, describe, meta, needs_shared
+from tests.helpers.quicktune import TEST, TRAIN, describe, meta, needs_shared
 
 
 @lru_cache(maxsize=1)

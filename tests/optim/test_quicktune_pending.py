@@ -9,7 +9,7 @@ import pytest
 
 from hubtune.bench.simulator import SimulatedEvaluator
 from hubtune.optim.quicktune import QuickTune, QuickTuneSettings
-from qt_helpers import SHARED, TEST, needs_shared
+from tests.helpers.quicktune import SHARED, TEST, needs_shared
 
 
 @lru_cache(maxsize=1)

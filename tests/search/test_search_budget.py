@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
@@ -29,8 +28,9 @@ from hubtune.search.journal import Journal
 from hubtune.search.loop import SearchLoop
 from hubtune.search.simexec import SimExecutor
 from hubtune.space.config import Config
+from tests.helpers.paths import QT_EXTENDED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "metadata" / "quicktune-extended"
+SHARED = QT_EXTENDED
 CFG = Config(model="m1")
 
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from hubtune.bench.runner import fold_train_metadata, run_one
 from hubtune.metadata import load_metadata
 from hubtune.optim.registry import get_method
+from tests.helpers.paths import FIXTURES, QT_EXTENDED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "metadata" / "quicktune-extended"
-FIXTURE = Path(__file__).parent / "fixtures" / "search_parity_main.json"
+SHARED = QT_EXTENDED
+FIXTURE = FIXTURES / "search_parity_main.json"
 KEYS = ("times", "scores", "end_time", "end_reason", "steps", "epochs", "trials")
 
 

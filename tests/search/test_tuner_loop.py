@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,9 @@ from hubtune.search.journal import Journal, replay
 from hubtune.search.loop import SearchLoop
 from hubtune.tuner.report import build_report
 from hubtune.tuner.store import CheckpointStore
+from tests.helpers.paths import QT_EXTENDED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "metadata" / "quicktune-extended"
+SHARED = QT_EXTENDED
 
 
 @pytest.fixture(scope="module")

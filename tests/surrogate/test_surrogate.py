@@ -13,7 +13,7 @@ import torch
 from hubtune.surrogate.features import curve_rows
 from hubtune.surrogate.metatrain import MetaTrainSettings, metatrain
 from hubtune.surrogate.model import Surrogate, SurrogateError
-from qt_helpers import TEST, TRAIN, describe, meta, needs_shared
+from tests.helpers.quicktune import TEST, TRAIN, describe, meta, needs_shared
 
 
 @lru_cache(maxsize=1)

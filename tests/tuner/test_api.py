@@ -13,7 +13,7 @@ import hubtune
 from hubtune import HubTuner, RunError, SearchResult, load
 from hubtune.tuner.device import resolve_device
 from hubtune.tuner.results import LEADERBOARD_COLUMNS
-from test_run_e2e import make_folder
+from tests.helpers.run import make_folder
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from hubtune.hub import get_descriptor
 from hubtune.search.journal import Journal, replay
 from hubtune.tuner.constraints import Conditions, Limits, decide, measure_latency
 from hubtune.tuner.report.front import pareto_front
+from tests.helpers.paths import DOCS
 
 runner = CliRunner()
 MODELS = ["test_resnet", "test_efficientnet", "test_nfnet"]
@@ -88,7 +89,7 @@ def test_all_violating_latency_limit_exits_2_naming_the_fastest_and_no_run_json(
 
 
 def _docs_example() -> list[str]:
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "constraints.md").read_text()
+    doc = (DOCS / "constraints.md").read_text()
     (line,) = [ln for ln in doc.splitlines() if ln.startswith("hubtune run digits:200")]
     return shlex.split(line)[1:]
 

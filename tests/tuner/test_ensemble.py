@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from hubtune.cli import app
 from hubtune.data.images import decode_image
 from hubtune.tuner.export import Predictor
-from run_helpers import finished_run
+from tests.helpers.paths import DOCS
+from tests.helpers.run import finished_run
 
 MODELS = "test_resnet,test_efficientnet,test_vit"
 
@@ -75,7 +76,7 @@ def _docs_recipe() -> str:
     """The python block of docs/ensemble.md, which must be the model card's recipe."""
     from hubtune.tuner.ensemble_card import RECIPE
 
-    text = (Path(__file__).parents[1] / "docs" / "ensemble.md").read_text()
+    text = (DOCS / "ensemble.md").read_text()
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     assert code.strip() == RECIPE.removeprefix("```python").removesuffix("```").strip()
     return code

@@ -21,7 +21,7 @@ from hubtune.cli import app
 from hubtune.search.journal import Journal
 from hubtune.tuner import bestdir
 from hubtune.tuner.bestdir import load_best, publish_best, recover_best
-from run_helpers import finished_run
+from tests.helpers.run import finished_run
 
 SENTINEL = "old-export"
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from hubtune.cli import app
 from hubtune.tuner.bestdir import load_best
-from run_helpers import finished_run, one_model_defaults_args
+from tests.helpers.run import finished_run, one_model_defaults_args
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 

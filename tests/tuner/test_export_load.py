@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from hubtune.cli import app
 from hubtune.tuner.bestdir import load_best
 from hubtune.tuner.export import ExportError, Predictor
-from run_helpers import finished_run, one_model_defaults_args
+from tests.helpers.run import finished_run, one_model_defaults_args
 
 
 @pytest.fixture(scope="module")

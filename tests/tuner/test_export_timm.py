@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from hubtune.cli import app
 from hubtune.tuner.export import Predictor
-from test_run_e2e import COLORS, make_folder
+from tests.helpers.run import COLORS, make_folder
 
 SIZE = 24  # training resolution; the test images are squares of this size (no resampling)
 

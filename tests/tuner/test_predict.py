@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,15 +16,7 @@ from hubtune.cli import app
 from hubtune.data.images import decode_image
 from hubtune.tuner.export import Predictor
 from hubtune.tuner.predict import Unreadable, collect_images, pil_to_pixels, predict_stream
-from test_run_e2e import make_folder
-
-
-def tiny_run_args(data: Path, out: Path, *extra: str, budget: str = "20") -> list[str]:
-    """A tiny real search: one timm test model, random init, 32 px, two epochs."""
-    return ["run", str(data), "--out", str(out), "--budget", budget, "--hub", "test",
-            "--models", "test_resnet", "--max-epochs", "2", "--image-size", "32",
-            "--optimizer", "random", "--no-pretrained", "--threads", "1", "--log", "quiet",
-            "--device", "cpu", *extra]
+from tests.helpers.run import make_folder, tiny_run_args
 
 
 @pytest.fixture(scope="module")

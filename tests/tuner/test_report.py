@@ -2,7 +2,7 @@
 scores with sampling errors, the best default config, time and why the run ended), the
 leaderboard's export rule, self-contained plots, the time breakdown, and a run where
 every candidate failed; both pages rendered in a real headless Chromium
-(tests/report_chromium.py), their screenshots kept in test-artifacts/.
+(tests/helpers/chromium.py), their screenshots kept in test-artifacts/.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hubtune.search.journal import Journal, replay
 from hubtune.tuner.report import TrialSummary, export_order
 from hubtune.tuner.report.facts import binomial_se
 from hubtune.tuner.report.headline import why_text
-from report_chromium import ARTIFACTS, needs_chromium, render
+from tests.helpers.chromium import ARTIFACTS, needs_chromium, render
 
 
 def tiny_run(out: Path, *extra: str, budget: str = "40") -> int:

@@ -3,7 +3,7 @@ leaderboard rule for ``result.leaderboard()``, ``leaderboard.csv`` and the repor
 
 Three timm test models at 32 px from random init, the ``defaults`` optimizer (each
 model's default config to 2 epochs: three trials with checkpoints), as in
-tests/test_ensemble.py.
+tests/tuner/test_ensemble.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 
 from hubtune import load
 from hubtune.tuner.report import build_report, export_order, summarize
-from report_chromium import ARTIFACTS, needs_chromium, render
-from run_helpers import finished_run
+from tests.helpers.chromium import ARTIFACTS, needs_chromium, render
+from tests.helpers.run import finished_run
 
 MODELS = "test_resnet,test_efficientnet,test_vit"
 
