@@ -112,6 +112,7 @@ def _episode(rng: np.random.Generator, data: _Prepared, s: MetaTrainSettings) ->
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
 
 
+# Long by its docstring, which documents every argument: 52 lines without it.
 def metatrain(
     metadata: Any,
     describe: Callable[[str], ModelDescriptor | None],
