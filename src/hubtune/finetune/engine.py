@@ -99,7 +99,7 @@ def _validate_request(config: Config, to_epoch: int, max_epochs: int) -> None:
         )
 
 
-# Long by its docstring, which documents every argument: 49 lines without it.
+# Long by its docstring, which documents every argument: 56 lines without it.
 def advance(
     config: Config,
     to_epoch: int,
@@ -174,40 +174,26 @@ def advance(
             if num_threads is not None:
                 torch.set_num_threads(int(num_threads))
             with torch.random.fork_rng(devices=[]):
-                return _advance(
-                    config, to_epoch, data, workdir, max_epochs, seed, device,
-                    pretrained, weights_path, on_epoch, start, on_batch, stop_at,
-                )
+                trial = _open_trial(config, data, workdir, max_epochs, seed, device, pretrained,
+                                    weights_path, on_batch, stop_at)
+                if trial is None:
+                    return AdvanceResult(
+                        status="failed", epoch=0, seconds=time.perf_counter() - start,
+                        reason="abandoned while preparing Co-Tuning (before epoch 1): the run's "
+                               "deadline passed (budget spent)")
+                restore_seconds = time.perf_counter() - start
+                new, status, reason = _train_epochs(trial, to_epoch, stop_at, restore_seconds,
+                                                    on_epoch)
+                return _keep(trial, workdir, new, status, reason, start)
         finally:
             torch.set_num_threads(old_threads)
             random.setstate(py_state)
             np.random.set_state(np_state)
 
 
-def _advance(
-    config: Config,
-    to_epoch: int,
-    data: Any,
-    workdir: Path,
-    max_epochs: int,
-    seed: int,
-    device: str | torch.device,
-    pretrained: bool,
-    weights_path: str | Path | None,
-    on_epoch: Callable[[EpochRecord], None] | None,
-    start: float,
-    on_batch: Callable[[int, int, int], None] | None = None,
-    stop_at: float | None = None,
-) -> AdvanceResult:
-    trial = _open_trial(config, data, workdir, max_epochs, seed, device, pretrained,
-                        weights_path, on_batch, stop_at)
-    if trial is None:
-        return AdvanceResult(
-            status="failed", epoch=0, seconds=time.perf_counter() - start,
-            reason="abandoned while preparing Co-Tuning (before epoch 1): the run's "
-                   "deadline passed (budget spent)")
-    restore_seconds = time.perf_counter() - start
-    new, status, reason = _train_epochs(trial, to_epoch, stop_at, restore_seconds, on_epoch)
+def _keep(trial: Trial, workdir: Path, new: list[EpochRecord], status: StepStatus,
+          reason: str | None, start: float) -> AdvanceResult:
+    """Save what a call trained (checkpoint unless it failed, records, divergence mark)."""
     if status == "diverged":
         _write_diverged(workdir, reason or "diverged", trial.epoch)
     if new:
