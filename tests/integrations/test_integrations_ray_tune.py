@@ -8,10 +8,6 @@ for and resumes the one it asks next, from the trial's last checkpoint.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-
 import pytest
 
 ray = pytest.importorskip("ray", reason="needs Ray Tune (pip install 'hubtune[ray]')")
@@ -19,43 +15,10 @@ tune = pytest.importorskip("ray.tune")
 
 from hubtune.core.errors import RunError  # noqa: E402
 from hubtune.integrations.ray_tune import FreezeThawScheduler, QuickTuneSearcher  # noqa: E402
+from tests.helpers import raytune  # noqa: E402
+from tests.helpers.raytune import train  # noqa: E402
 
 DATASET = {"n_images": 500, "n_classes": 10, "mean_resolution": 8, "channels": 1}
-
-
-def train(config):
-    """The user's trainable: a linear softmax model, one report (and checkpoint) per epoch."""
-    import torch
-    from safetensors.torch import load_file, save_file
-    from sklearn.datasets import load_digits
-
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    x, y = load_digits(return_X_y=True)
-    x = torch.tensor(x, dtype=torch.float32) / 16.0
-    y = torch.tensor(y)
-    model = torch.nn.Linear(64, 10)
-    opt = torch.optim.SGD(model.parameters(), lr=config["lr"] * 10,
-                          weight_decay=config["weight_decay"])
-    start = 0
-    if (checkpoint := tune.get_checkpoint()) is not None:
-        with checkpoint.as_directory() as folder:
-            model.load_state_dict(load_file(os.path.join(folder, "model.safetensors")))
-            with open(os.path.join(folder, "state.json")) as f:
-                start = json.load(f)["epoch"]
-    for epoch in range(start + 1, config["max_epochs"] + 1):
-        for i in torch.randperm(500).split(config["batch_size"]):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[i]), y[i]).backward()
-            opt.step()
-        with torch.no_grad():
-            acc = (model(x[1500:]).argmax(1) == y[1500:]).float().mean().item()
-        with tempfile.TemporaryDirectory() as folder:
-            save_file(model.state_dict(), os.path.join(folder, "model.safetensors"))
-            with open(os.path.join(folder, "state.json"), "w") as f:
-                json.dump({"epoch": epoch}, f)
-            tune.report({"val_acc": acc, "epoch": epoch, "resumed_from": start},
-                        checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +27,8 @@ def local_ray():
 
     from ray import cloudpickle
 
-    # the workers cannot import this test module: ship ``train`` by value
+    # the workers cannot import the tests package: ship ``train`` (and this module) by value
+    cloudpickle.register_pickle_by_value(raytune)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=2, include_dashboard=False)
     yield

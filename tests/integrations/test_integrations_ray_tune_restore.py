@@ -3,10 +3,11 @@ resume from the trial's checkpoint, and an experiment interrupted (SIGINT, as Ct
 then continued with ``Tuner.restore`` that tells the optimizer exactly the steps an
 uninterrupted experiment tells.
 
-The trainable is deterministic: each epoch is seeded by its number (so an epoch
-trained after a restore from a checkpoint is the epoch an uninterrupted trial
-trains), and it reports its own cost (``time_this_iter_s``, 1 s an epoch, which Ray
-keeps), so quicktune's cost model sees the same numbers in both experiments.
+The trainable (tests/helpers/raytune.py) is deterministic: each epoch is seeded by
+its number (so an epoch trained after a restore from a checkpoint is the epoch an
+uninterrupted trial trains), and it reports its own cost (``time_this_iter_s``, 1 s
+an epoch, which Ray keeps), so quicktune's cost model sees the same numbers in both
+experiments.
 quicktune (pool of 3 candidates, no neighbours, no default-config start, no per-task
 calibration: the scenario below is this sequence, the calibration has its own tests in
 tests/optim/test_qt_calibration.py) pauses seven one-epoch trials, then resumes one of them (step 8).
@@ -19,7 +20,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,8 @@ ray = pytest.importorskip("ray", reason="needs Ray Tune (pip install 'hubtune[ra
 tune = pytest.importorskip("ray.tune")
 
 from hubtune.integrations.ray_tune import FreezeThawScheduler, QuickTuneSearcher  # noqa: E402
+from tests.helpers import raytune  # noqa: E402
+from tests.helpers.raytune import train  # noqa: E402
 
 DATASET = {"n_images": 500, "n_classes": 10, "mean_resolution": 8, "channels": 1}
 ARGS = {"models": ["test_resnet"], "max_epochs": 4, "dataset": DATASET, "metric": "val_acc",
@@ -35,43 +37,6 @@ ARGS = {"models": ["test_resnet"], "max_epochs": 4, "dataset": DATASET, "metric"
         "optimizer_options": {"pool_size": 3, "neighbours_every": 1000,
                               "start_with_defaults": False,
                               "calibrate_new": None, "calibrate_continue": None}}
-
-
-def train(config):
-    """The user's trainable: a linear softmax model on 8x8 digits, a checkpoint per epoch."""
-    import torch
-    from safetensors.torch import load_file, save_file
-    from sklearn.datasets import load_digits
-
-    torch.set_num_threads(1)
-    x, y = load_digits(return_X_y=True)
-    x = torch.tensor(x, dtype=torch.float32) / 16.0
-    y = torch.tensor(y)
-    torch.manual_seed(0)
-    model = torch.nn.Linear(64, 10)
-    opt = torch.optim.SGD(model.parameters(), lr=config["lr"] * 10,
-                          weight_decay=config["weight_decay"])
-    start = 0
-    if (checkpoint := tune.get_checkpoint()) is not None:
-        with checkpoint.as_directory() as folder:
-            model.load_state_dict(load_file(os.path.join(folder, "model.safetensors")))
-            with open(os.path.join(folder, "state.json")) as f:
-                start = json.load(f)["epoch"]
-    for epoch in range(start + 1, config["max_epochs"] + 1):
-        torch.manual_seed(epoch)
-        for i in torch.randperm(500).split(config["batch_size"]):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[i]), y[i]).backward()
-            opt.step()
-        with torch.no_grad():
-            acc = (model(x[1500:]).argmax(1) == y[1500:]).float().mean().item()
-        with tempfile.TemporaryDirectory() as folder:
-            save_file(model.state_dict(), os.path.join(folder, "model.safetensors"))
-            with open(os.path.join(folder, "state.json"), "w") as f:
-                json.dump({"epoch": epoch}, f)
-            tune.report({"val_acc": acc, "epoch": epoch, "resumed_from": start,
-                         "time_this_iter_s": 1.0},
-                        checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 class InterruptAfter(tune.Callback):
@@ -93,7 +58,9 @@ class InterruptAfter(tune.Callback):
 def local_ray():
     from ray import cloudpickle
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import us
+    # the workers cannot import the tests package: ship ``train`` and this module by value
+    cloudpickle.register_pickle_by_value(raytune)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
