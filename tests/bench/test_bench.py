@@ -33,10 +33,10 @@ from hubtune.cli import app
 from hubtune.core.units import DurationError, format_duration, parse_duration
 from hubtune.metadata import DatasetRuns, MetaDataset
 from hubtune.optim.registry import register_method, unregister_method
-from hubtune.protocol.context import TaskContext
-from hubtune.protocol.steps import Step, StepResult
+from hubtune.protocol.steps import Step
 from hubtune.space.config import Config
 from tests.helpers.paths import QT_EXTENDED
+from tests.helpers.scripted import Scripted, ScriptedMethods
 
 SHARED = QT_EXTENDED
 
@@ -54,47 +54,12 @@ def make_runs(name: str = "toy") -> DatasetRuns:
     )
 
 
-class Scripted:
-    """A fixed plan of steps (a real, if simple-minded, protocol implementation)."""
-
-    def __init__(self, ctx: TaskContext, plan, sleep: float = 0.0) -> None:
-        self.configs = {c.trial_id: c.config for c in ctx.candidates}
-        self.plan = list(plan)
-        self.sleep = sleep
-        self.told: list[StepResult] = []
-
-    def ask(self, budget_left=None):
-        if self.sleep:
-            time.sleep(self.sleep)
-        if not self.plan:
-            return None
-        tid, epoch = self.plan.pop(0)
-        return Step(tid, self.configs[tid.split("#")[0]], epoch)
-
-    def tell(self, result):
-        self.told.append(result)
-
-    def state_dict(self):
-        return {"plan": self.plan}
-
-    def load_state_dict(self, state):
-        self.plan = list(state["plan"])
-
-
 @pytest.fixture
 def scripted():
-    names = []
-
-    def register(plan, **kw):
-        name = f"scripted_{len(names)}"
-        sleep = kw.pop("sleep", 0.0)
-        register_method(name, lambda ctx: Scripted(ctx, plan, sleep), **kw)
-        names.append(name)
-        return name
-
-    yield register
-    for n in names:
-        unregister_method(n)
+    """Register a scripted method; yields ``register(plan, **kw) -> name``."""
+    methods = ScriptedMethods("scripted")
+    yield lambda plan, **kw: methods.register(plan, **kw)[0]
+    methods.close()
 
 
 # ------------------------------------------------------------------ budget

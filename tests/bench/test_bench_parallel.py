@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from functools import lru_cache
 
 import numpy as np
@@ -22,10 +21,10 @@ from hubtune.bench.parallel import (
 from hubtune.bench.runner import BenchmarkError, Trajectory, run_one
 from hubtune.metadata import DatasetRuns
 from hubtune.optim.registry import get_method, register_method, unregister_method
-from hubtune.protocol.context import TaskContext
 from hubtune.protocol.steps import Step
 from hubtune.space.config import Config
 from tests.helpers.paths import QT_EXTENDED
+from tests.helpers.scripted import ScriptedMethods
 
 SHARED = QT_EXTENDED
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared meta-dataset absent: {SHARED}")
@@ -42,55 +41,12 @@ def make_runs() -> DatasetRuns:
     )
 
 
-class Recorder:
-    """A fixed plan of steps that records what the runner shows it."""
-
-    def __init__(self, ctx: TaskContext, plan, sleep: float = 0.0) -> None:
-        self.configs = {c.trial_id: c.config for c in ctx.candidates}
-        self.plan = list(plan)
-        self.sleep = sleep
-        self.budget_left: list[float] = []
-        self.told: list[str] = []
-
-    def ask(self, budget_left=None):
-        if self.sleep:
-            time.sleep(self.sleep)
-        self.budget_left.append(budget_left)
-        if not self.plan:
-            return None
-        tid, epoch = self.plan.pop(0)
-        return Step(tid, self.configs[tid], epoch)
-
-    def tell(self, result):
-        self.told.append(result.trial_id)
-
-    def state_dict(self):
-        return {"plan": self.plan}
-
-    def load_state_dict(self, state):
-        self.plan = list(state["plan"])
-
-
 @pytest.fixture
 def recorder():
-    """Register a Recorder method; yields ``make(plan, **kw) -> (name, instances)``."""
-    names = []
-
-    def make(plan, sleep=0.0, **kw):
-        name = f"recorder_{len(names)}"
-        made: list[Recorder] = []
-
-        def factory(ctx):
-            made.append(Recorder(ctx, plan, sleep))
-            return made[-1]
-
-        register_method(name, factory, supports_async=True, **kw)
-        names.append(name)
-        return name, made
-
-    yield make
-    for n in names:
-        unregister_method(n)
+    """Register a scripted method; yields ``make(plan, **kw) -> (name, instances)``."""
+    methods = ScriptedMethods("recorder")
+    yield lambda plan, sleep=0.0, **kw: methods.register(plan, sleep, supports_async=True, **kw)
+    methods.close()
 
 
 # ------------------------------------------------------------------ the event-driven clock
@@ -113,7 +69,7 @@ def test_results_are_told_in_finish_order_and_a_freed_worker_asks_at_once(record
     traj = run_one(name, runs, seed=0, budget_seconds=1000, workers=2, overhead_clock="none")
     rec = made[0]
     # c (0-300) and a (0-100) start together; b starts when a's worker frees (100-150)
-    assert rec.told == ["a", "b", "c"]
+    assert [r.trial_id for r in rec.told] == ["a", "b", "c"]
     # asks at 0, 0, 100 (a told), 150 (b told: plan empty), 300 (c told: still empty)
     assert rec.budget_left == [1000, 1000, 900, 850, 700]
     assert traj.times == [100.0, 150.0, 300.0] and traj.end_time == 300.0  # b's 0.1 at 125 is no gain
@@ -137,7 +93,7 @@ def test_in_flight_steps_are_truncated_at_the_budget(recorder):
     assert traj.times == [25.0, 50.0, 200.0] and traj.scores == [0.1, 0.3, 0.5]
     assert traj.epochs == 4
     assert traj.end_reason == "budget" and traj.end_time == 250.0
-    assert made[0].told == ["b"]  # a and c were still running when the budget ran out
+    assert [r.trial_id for r in made[0].told] == ["b"]  # a and c were still running when the budget ran out
 
 
 def test_a_trial_is_never_pending_twice(recorder):

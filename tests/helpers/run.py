@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,3 +53,11 @@ def finished_run(root: Path, args_for: Callable[[Path, Path], list[str]], per_cl
     res = CliRunner().invoke(app, args_for(data, out))
     assert res.exit_code == 0, res.output
     return data, out
+
+
+def copy_of_run(finished: tuple[Path, Path], root: Path) -> tuple[Path, Path]:
+    """(data folder, a copy under ``root`` of the run folder in ``finished``): a test may change it."""
+    data, out = finished
+    copy = root / "run"
+    shutil.copytree(out, copy)
+    return data, copy

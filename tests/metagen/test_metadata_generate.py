@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from hubtune.cli import app
@@ -25,25 +24,12 @@ from hubtune.metagen.generate import (
 from hubtune.space import Config, SearchSpace
 from hubtune.surrogate.model import Surrogate
 from tests.helpers.paths import FIXTURES, SRC
+from tests.helpers.run import make_folder
 
 MODELS = "test_resnet,test_efficientnet"
 FIXTURE = FIXTURES / "metadata" / "qtt"
 # Co-Tuning needs a pretrained ImageNet head: with --no-pretrained this config fails for real.
 FAILING = {"model": "test_resnet", "cotuning_reg": 1.0, "batch_size": 8}
-
-
-def make_folder(root: Path, per_class: int = 30, size: int = 24, seed: int = 0) -> Path:
-    """Three classes told apart by the dominant colour of a noisy rectangle."""
-    rng = np.random.default_rng(seed)
-    for name, rgb in {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}.items():
-        d = root / name
-        d.mkdir(parents=True)
-        for i in range(per_class):
-            img = rng.integers(0, 120, size=(size, size, 3)).astype(np.uint8)
-            x0, y0 = rng.integers(0, size // 2, size=2)
-            img[y0:y0 + size // 2, x0:x0 + size // 2] = np.clip(np.array(rgb) + rng.integers(-30, 30, 3), 0, 255)
-            Image.fromarray(img).save(d / f"{i}.png")
-    return root
 
 
 def gen_args(folder: Path, out: Path, *extra: str, configs: int = 3) -> list[str]:
@@ -60,7 +46,7 @@ def folder(tmp_path_factory) -> Path:
     (root / "extra.json").write_text(json.dumps([FAILING]))
     # small batches: a few dozen images give several optimizer steps per epoch
     (root / "space.json").write_text(json.dumps({"fixed": {"batch_size": 8}}))
-    return make_folder(root / "colours")
+    return make_folder(root / "colours", per_class=30)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from hubtune.cli import app
 from hubtune.data.images import decode_image
 from hubtune.tuner.export import Predictor
 from tests.helpers.paths import DOCS
-from tests.helpers.run import finished_run
+from tests.helpers.run import copy_of_run, finished_run
 
 MODELS = "test_resnet,test_efficientnet,test_vit"
 
@@ -42,10 +42,7 @@ def finished(tmp_path_factory):
 
 @pytest.fixture
 def run(finished, tmp_path):
-    data, out = finished
-    copy = tmp_path / "run"
-    shutil.copytree(out, copy)
-    return data, copy
+    return copy_of_run(finished, tmp_path)
 
 
 def _images(data: Path) -> list[Path]:

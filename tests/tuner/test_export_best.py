@@ -21,7 +21,7 @@ from hubtune.cli import app
 from hubtune.search.journal import Journal
 from hubtune.tuner import bestdir
 from hubtune.tuner.bestdir import load_best, publish_best, recover_best
-from tests.helpers.run import finished_run
+from tests.helpers.run import copy_of_run, finished_run
 
 SENTINEL = "old-export"
 
@@ -41,10 +41,7 @@ def finished(tmp_path_factory):
 
 @pytest.fixture
 def run(finished, tmp_path):
-    data, out = finished
-    copy = tmp_path / "run"
-    shutil.copytree(out, copy)
-    return data, copy
+    return copy_of_run(finished, tmp_path)
 
 
 def _mark_old(best: Path) -> dict[str, bytes]:
