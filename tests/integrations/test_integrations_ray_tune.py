@@ -15,24 +15,9 @@ tune = pytest.importorskip("ray.tune")
 
 from hubtune.core.errors import RunError  # noqa: E402
 from hubtune.integrations.ray_tune import FreezeThawScheduler, QuickTuneSearcher  # noqa: E402
-from tests.helpers import raytune  # noqa: E402
 from tests.helpers.raytune import train  # noqa: E402
 
 DATASET = {"n_images": 500, "n_classes": 10, "mean_resolution": 8, "channels": 1}
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import sys
-
-    from ray import cloudpickle
-
-    # the workers cannot import the tests package: ship ``train`` (and this module) by value
-    cloudpickle.register_pickle_by_value(raytune)
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 def _fit(searcher: QuickTuneSearcher, scheduler: FreezeThawScheduler, storage) -> object:

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,6 @@ ray = pytest.importorskip("ray", reason="needs Ray Tune (pip install 'hubtune[ra
 tune = pytest.importorskip("ray.tune")
 
 from hubtune.integrations.ray_tune import FreezeThawScheduler, QuickTuneSearcher  # noqa: E402
-from tests.helpers import raytune  # noqa: E402
 from tests.helpers.raytune import train  # noqa: E402
 
 DATASET = {"n_images": 500, "n_classes": 10, "mean_resolution": 8, "channels": 1}
@@ -52,18 +50,6 @@ class InterruptAfter(tune.Callback):
         if self.started == self.n and not os.path.exists(self.flag):
             Path(self.flag).write_text("interrupted")
             os.kill(os.getpid(), signal.SIGINT)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    from ray import cloudpickle
-
-    # the workers cannot import the tests package: ship ``train`` and this module by value
-    cloudpickle.register_pickle_by_value(raytune)
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 def _tuner(searcher: QuickTuneSearcher, storage: Path, name: str, callbacks=()) -> object:
