@@ -38,7 +38,7 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null &
    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) ||
     echo "warning: could not install dataset-fashion-mnist (apt); Fashion-MNIST will download when online" >&2
 fi
-# Chromium renders report.html in the browser tests (tests/test_report.py); they skip without it.
+# Chromium renders report.html in the browser tests (tests/tuner/test_report.py); they skip without it.
 if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get install -y -q chromium >/dev/null 2>&1 ||
    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) ||

@@ -52,25 +52,38 @@ def render_parallel_md(summary: dict[str, Any], preamble: Sequence[str] = ()) ->
     ]
     for m, by_w in summary["methods"].items():
         for w, e in sorted(by_w.items(), key=lambda kv: int(kv[0])):
-            regrets = " | ".join(
-                f"{e['regret_mean'][h]['value']:.4f} [{e['regret_mean'][h]['low']:.4f}, "
-                f"{e['regret_mean'][h]['high']:.4f}]" for h in hs)
-            tb = e.get("to_base_target")
-            if tb is None:
-                target_cols = "- | - | - | -"
-            else:
-                pc = e["to_base_target_per_cell"]
-                target_cols = (
-                    f"{tb['target_regret']:.4f} | {_fmt_time(tb['time'])} "
-                    f"[{_fmt_time(tb['time_low'])}, {_fmt_time(tb['time_high'])}] | "
-                    f"{_fmt_x(tb['speedup'])} [{_fmt_x(tb['speedup_low'])}, "
-                    f"{_fmt_x(tb['speedup_high'])}] | {_fmt_time(pc['median'])} "
-                    f"({pc['reached']:.0%})")
-            thr = " | ".join(f"{_fmt_time(e[f'time_to_{t:g}']['median'])} "
-                             f"({e[f'time_to_{t:g}']['reached']:.0%})" for t in THRESHOLDS)
-            lines.append(f"| {m} | {w} | {e['cells']} | {regrets} | {target_cols} | {thr} | "
-                         f"{e['steps_per_run']:.0f} |")
-    ref = summary.get("reference")
+            lines.append(_method_row(m, w, e, hs))
+    lines += _comparison_table(summary, hs)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _method_row(m: str, w: str, e: dict[str, Any], hs: list[str]) -> str:
+    """One (method, workers) row of the main table."""
+    regrets = " | ".join(
+        f"{e['regret_mean'][h]['value']:.4f} [{e['regret_mean'][h]['low']:.4f}, "
+        f"{e['regret_mean'][h]['high']:.4f}]" for h in hs)
+    tb = e.get("to_base_target")
+    if tb is None:
+        target_cols = "- | - | - | -"
+    else:
+        pc = e["to_base_target_per_cell"]
+        target_cols = (
+            f"{tb['target_regret']:.4f} | {_fmt_time(tb['time'])} "
+            f"[{_fmt_time(tb['time_low'])}, {_fmt_time(tb['time_high'])}] | "
+            f"{_fmt_x(tb['speedup'])} [{_fmt_x(tb['speedup_low'])}, "
+            f"{_fmt_x(tb['speedup_high'])}] | {_fmt_time(pc['median'])} "
+            f"({pc['reached']:.0%})")
+    thr = " | ".join(f"{_fmt_time(e[f'time_to_{t:g}']['median'])} "
+                     f"({e[f'time_to_{t:g}']['reached']:.0%})" for t in THRESHOLDS)
+    return (f"| {m} | {w} | {e['cells']} | {regrets} | {target_cols} | {thr} | "
+            f"{e['steps_per_run']:.0f} |")
+
+
+def _comparison_table(summary: dict[str, Any], hs: list[str]) -> list[str]:
+    """The reference method against each other method with the same workers (or nothing)."""
+    ref, last = summary.get("reference"), hs[-1]
+    lines: list[str] = []
     if ref and summary["comparisons"]:
         lines += [
             "", f"## {ref} against each method with the same workers", "",
@@ -87,8 +100,7 @@ def render_parallel_md(summary: dict[str, Any], preamble: Sequence[str] = ()) ->
                     f"{c['difference'][h]['high']:+.4f}]" for h in hs)
                 lines.append(f"| {m} | {w} | {c['cells']} | {diffs} | {c['ahead_share']:.0%} | "
                              f"{c['behind_share']:.0%} |")
-    lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def plot_parallel(summary: dict[str, Any], out_dir: Path, fname: str = "regret_parallel.png") -> Path:
@@ -133,19 +145,7 @@ def plot_parallel(summary: dict[str, Any], out_dir: Path, fname: str = "regret_p
                 draw(ax, m, w, colors[m], styles[i % len(styles)], m)
         ax.set_title(f"{w} worker{'s' if w != '1' else ''}", fontsize=10)
         ax.legend(fontsize=7, frameon=False, loc="lower left")
-    for row in axes:
-        for ax in row:
-            ax.set_xscale("log")
-            ax.set_yscale("log", nonpositive="clip")
-            ax.grid(alpha=0.3, which="both", lw=0.4)
-            for h in summary["horizons"]:
-                ax.axvline(h / 3600.0, color="grey", lw=0.5, ls=":")
-        for ax in row[len(methods if row is axes[0] else workers):]:
-            ax.set_visible(False)
-    for ax in axes[1]:
-        ax.set_xlabel("simulated wall-clock time (hours, log)")
-    for row in axes:
-        row[0].set_ylabel("mean normalized regret")
+    _style_axes(axes, summary["horizons"], [len(methods), len(workers)])
     fig.suptitle(f"Mean normalized regret vs time, {len(summary['datasets'])} datasets x up to "
                  f"{len(summary['seeds'])} seeds (95% bootstrap bands); dashed: 1-worker "
                  f"{last} mean", fontsize=9)
@@ -155,3 +155,20 @@ def plot_parallel(summary: dict[str, Any], out_dir: Path, fname: str = "regret_p
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _style_axes(axes: Any, horizons: Sequence[float], used: list[int]) -> None:
+    """Log axes, grid, horizon lines and labels; each row's panels past ``used[row]`` hidden."""
+    for row, n in zip(axes, used, strict=True):
+        for ax in row:
+            ax.set_xscale("log")
+            ax.set_yscale("log", nonpositive="clip")
+            ax.grid(alpha=0.3, which="both", lw=0.4)
+            for h in horizons:
+                ax.axvline(h / 3600.0, color="grey", lw=0.5, ls=":")
+        for ax in row[n:]:
+            ax.set_visible(False)
+    for ax in axes[1]:
+        ax.set_xlabel("simulated wall-clock time (hours, log)")
+    for row in axes:
+        row[0].set_ylabel("mean normalized regret")

@@ -170,39 +170,11 @@ def parallel_summary(
         "methods": {},
         "comparisons": {},
     }
-    pts = np.concatenate([grid, horizons])
-    n = len(grid)
     for m in methods:
-        out["methods"][m] = {}
-        for w in sorted(cells[m]):
-            by_cell = cells[m][w]
-            trajs = [by_cell[c] for c in sorted(by_cell)]
-            curves = np.stack([regret_curve(t, pts) for t in trajs])
-            est, lo, hi = bootstrap_ci(curves, mean_stat, n_boot, seed)
-            entry: dict[str, Any] = {
-                "cells": len(trajs),
-                "regret_mean": {format_duration(h): {"value": float(est[n + i]),
-                                                     "low": float(lo[n + i]),
-                                                     "high": float(hi[n + i])}
-                                for i, h in enumerate(horizons)},
-                "curve_mean": [est[:n].tolist(), lo[:n].tolist(), hi[:n].tolist()],
-                "steps_per_run": float(np.mean([t.steps for t in trajs])),
-                "epochs_per_run": float(np.mean([t.epochs for t in trajs])),
-                "overhead_share": float(np.mean([t.overhead.total_seconds for t in trajs]) / budget),
-                "overhead_mean_seconds": float(
-                    sum(t.overhead.total_seconds for t in trajs)
-                    / max(1, sum(t.overhead.decisions for t in trajs))),
-            }
-            for thr in THRESHOLDS:
-                times = np.array([time_to_regret(t, thr) for t in trajs])
-                entry[f"time_to_{thr:g}"] = {"median": float(np.median(times)),
-                                             "reached": float(np.isfinite(times).mean())}
-            if base_w in cells[m]:
-                entry["to_base_target"] = speedup_ci(cells[m][base_w], by_cell, budget,
-                                                     n_boot, seed)
-                entry["to_base_target_per_cell"] = per_cell_time_to_base(
-                    cells[m][base_w], by_cell, budget)
-            out["methods"][m][str(w)] = entry
+        out["methods"][m] = {
+            str(w): _method_entry(cells[m][w], cells[m].get(base_w), budget, horizons, grid,
+                                  n_boot, seed)
+            for w in sorted(cells[m])}
     ref = out["reference"]
     if ref is not None:
         for m in methods:
@@ -213,3 +185,39 @@ def parallel_summary(
                     out["comparisons"].setdefault(m, {})[str(w)] = paired_difference(
                         cells[ref][w], cells[m][w], horizons, grid, n_boot, seed)
     return out
+
+
+def _method_entry(
+    by_cell: Cells, base: Cells | None, budget: float, horizons: Sequence[float],
+    grid: np.ndarray, n_boot: int, seed: int,
+) -> dict[str, Any]:
+    """One method at one worker count: mean regret (with CIs) at the horizons and over
+    ``grid``, steps, epochs, overhead, times to the regret thresholds and, given the
+    ``base`` worker count's cells, the time to reach its final regret."""
+    pts = np.concatenate([grid, horizons])
+    n = len(grid)
+    trajs = [by_cell[c] for c in sorted(by_cell)]
+    curves = np.stack([regret_curve(t, pts) for t in trajs])
+    est, lo, hi = bootstrap_ci(curves, mean_stat, n_boot, seed)
+    entry: dict[str, Any] = {
+        "cells": len(trajs),
+        "regret_mean": {format_duration(h): {"value": float(est[n + i]),
+                                             "low": float(lo[n + i]),
+                                             "high": float(hi[n + i])}
+                        for i, h in enumerate(horizons)},
+        "curve_mean": [est[:n].tolist(), lo[:n].tolist(), hi[:n].tolist()],
+        "steps_per_run": float(np.mean([t.steps for t in trajs])),
+        "epochs_per_run": float(np.mean([t.epochs for t in trajs])),
+        "overhead_share": float(np.mean([t.overhead.total_seconds for t in trajs]) / budget),
+        "overhead_mean_seconds": float(
+            sum(t.overhead.total_seconds for t in trajs)
+            / max(1, sum(t.overhead.decisions for t in trajs))),
+    }
+    for thr in THRESHOLDS:
+        times = np.array([time_to_regret(t, thr) for t in trajs])
+        entry[f"time_to_{thr:g}"] = {"median": float(np.median(times)),
+                                     "reached": float(np.isfinite(times).mean())}
+    if base is not None:
+        entry["to_base_target"] = speedup_ci(base, by_cell, budget, n_boot, seed)
+        entry["to_base_target_per_cell"] = per_cell_time_to_base(base, by_cell, budget)
+    return entry

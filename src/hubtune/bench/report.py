@@ -72,50 +72,16 @@ def summarize(
         "datasets": sorted({t.dataset for t in trajectories}),
         "seeds": sorted({t.seed for t in trajectories}),
     }
+    n = len(grid)
     curves_common = {}
     for m in methods:
         cells = by_method[m]
-        trajs = [cells[c] for c in sorted(cells)]
-        curves = np.stack([regret_curve(t, full_grid) for t in trajs])
-        mean, mlo, mhi = bootstrap_ci(curves, mean_stat, n_boot, seed)
-        q, qlo, qhi = bootstrap_ci(curves, iqm_stat, n_boot, seed)
-        n = len(grid)
-        entry: dict[str, Any] = {
-            "cells": len(trajs),
-            "regret_mean": {format_duration(h): _ci(mean[n + i], mlo[n + i], mhi[n + i])
-                            for i, h in enumerate(horizons)},
-            "regret_iqm": {format_duration(h): _ci(q[n + i], qlo[n + i], qhi[n + i])
-                           for i, h in enumerate(horizons)},
-            "curve_mean": [mean[:n].tolist(), mlo[:n].tolist(), mhi[:n].tolist()],
-        }
-        for thr in THRESHOLDS:
-            times = np.array([time_to_regret(t, thr) for t in trajs])
-            entry[f"time_to_{thr:g}"] = {
-                "median": float(np.median(times)),
-                "reached": float(np.isfinite(times).mean()),
-            }
-        ovh = [t.overhead for t in trajs]
-        decisions = sum(o.decisions for o in ovh)
-        entry["overhead"] = {
-            "clock": ovh[0].clock,
-            "mean_seconds_per_decision": sum(o.total_seconds for o in ovh) / max(decisions, 1),
-            "max_seconds_per_decision": max(o.max_seconds for o in ovh),
-            "decisions_per_run": decisions / len(ovh),
-            "share_of_budget": sum(o.total_seconds for o in ovh) / (budget * len(ovh)),
-        }
-        per_ds: dict[str, list[float]] = {}
-        for t in trajs:
-            per_ds.setdefault(t.dataset, []).append(t.regret_at(budget))
-        entry["final_regret_by_dataset"] = {d: float(np.mean(v)) for d, v in sorted(per_ds.items())}
-        entry["end_reasons"] = {r: sum(t.end_reason == r for t in trajs)
-                                for r in sorted({t.end_reason for t in trajs})}
-        out["methods"][m] = entry
+        out["methods"][m] = _method_stats([cells[c] for c in sorted(cells)], full_grid, n,
+                                          horizons, budget, n_boot, seed)
         if common:
             curves_common[m] = np.stack([regret_curve(cells[c], full_grid) for c in common])
     if len(curves_common) >= 1 and common:
-        ranks = average_ranks(curves_common)
-        n = len(grid)
-        for m, r in ranks.items():
+        for m, r in average_ranks(curves_common).items():
             est, lo, hi = bootstrap_ci(r, mean_stat, n_boot, seed)
             entry = out["methods"][m]
             entry["rank"] = {format_duration(h): _ci(est[n + i], lo[n + i], hi[n + i])
@@ -123,6 +89,48 @@ def summarize(
             entry["rank_mean_over_time"] = float(est[:n].mean())
             entry["curve_rank"] = [est[:n].tolist(), lo[:n].tolist(), hi[:n].tolist()]
     return out
+
+
+def _method_stats(
+    trajs: Sequence[Trajectory], full_grid: np.ndarray, n: int, horizons: Sequence[float],
+    budget: float, n_boot: int, seed: int,
+) -> dict[str, Any]:
+    """One method's numbers over its cells: regret mean and IQM at the horizons (with CIs),
+    its mean curve over the first ``n`` points of ``full_grid``, times to the regret
+    thresholds, optimizer overhead, final regret per dataset and why runs ended."""
+    curves = np.stack([regret_curve(t, full_grid) for t in trajs])
+    mean, mlo, mhi = bootstrap_ci(curves, mean_stat, n_boot, seed)
+    q, qlo, qhi = bootstrap_ci(curves, iqm_stat, n_boot, seed)
+    entry: dict[str, Any] = {
+        "cells": len(trajs),
+        "regret_mean": {format_duration(h): _ci(mean[n + i], mlo[n + i], mhi[n + i])
+                        for i, h in enumerate(horizons)},
+        "regret_iqm": {format_duration(h): _ci(q[n + i], qlo[n + i], qhi[n + i])
+                       for i, h in enumerate(horizons)},
+        "curve_mean": [mean[:n].tolist(), mlo[:n].tolist(), mhi[:n].tolist()],
+    }
+    for thr in THRESHOLDS:
+        times = np.array([time_to_regret(t, thr) for t in trajs])
+        entry[f"time_to_{thr:g}"] = {
+            "median": float(np.median(times)),
+            "reached": float(np.isfinite(times).mean()),
+        }
+    ovh = [t.overhead for t in trajs]
+    decisions = sum(o.decisions for o in ovh)
+    entry["overhead"] = {
+        "clock": ovh[0].clock,
+        "mean_seconds_per_decision": sum(o.total_seconds for o in ovh) / max(decisions, 1),
+        "max_seconds_per_decision": max(o.max_seconds for o in ovh),
+        "decisions_per_run": decisions / len(ovh),
+        "share_of_budget": sum(o.total_seconds for o in ovh) / (budget * len(ovh)),
+    }
+    per_ds: dict[str, list[float]] = {}
+    for t in trajs:
+        per_ds.setdefault(t.dataset, []).append(t.regret_at(budget))
+    entry["final_regret_by_dataset"] = {d: float(np.mean(v)) for d, v in sorted(per_ds.items())}
+    entry["end_reasons"] = {r: sum(t.end_reason == r for t in trajs)
+                            for r in sorted({t.end_reason for t in trajs})}
+    return entry
 
 
 def _rounded(value: Any, digits: int = 6) -> Any:
@@ -196,12 +204,25 @@ def render_summary_md(summary: dict[str, Any], title: str = "Benchmark results",
         "Normalized regret = (best - incumbent) / (best - worst) over all epochs of all "
         "runs of a dataset (1 before the first finished epoch). Brackets: bootstrap 95% CIs "
         "over datasets x seeds. Methods sorted by mean regret at the last horizon.",
-        "",
-        "## Mean normalized regret",
-        "",
-        "| method | " + " | ".join(hs) + " | cells |",
-        "|---|" + "---|" * len(hs) + "---|",
     ]
+    lines += _md_regret_and_rank(summary, methods, hs)
+    lines += _md_thresholds_and_overhead(m_, methods)
+    last = format_duration(summary["budget"])
+    lines += ["", f"## Mean normalized regret at {last}, per dataset", "",
+              "| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for d in summary["datasets"]:
+        row = [f"{m_[m]['final_regret_by_dataset'][d]:.3f}"
+               if d in m_[m]["final_regret_by_dataset"] else "-" for m in methods]
+        lines.append(f"| {d} | " + " | ".join(row) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _md_regret_and_rank(summary: dict[str, Any], methods: list[str], hs: list[str]) -> list[str]:
+    """The mean-regret, IQM and (when every method has one) average-rank tables."""
+    m_ = summary["methods"]
+    lines = ["", "## Mean normalized regret", "",
+             "| method | " + " | ".join(hs) + " | cells |", "|---|" + "---|" * len(hs) + "---|"]
     for m in methods:
         cells = " | ".join(_fmt_ci(m_[m]["regret_mean"][h]) for h in hs)
         lines.append(f"| {m} | {cells} | {m_[m]['cells']} |")
@@ -217,11 +238,16 @@ def render_summary_md(summary: dict[str, Any], title: str = "Benchmark results",
         for m in sorted(methods, key=lambda x: m_[x]["rank_mean_over_time"]):
             cells = " | ".join(_fmt_ci(m_[m]["rank"][h], 2) for h in hs)
             lines.append(f"| {m} | {cells} | {m_[m]['rank_mean_over_time']:.2f} |")
-    lines += ["", "## Time to reach a regret threshold",
-              "", "Median simulated time over cells ('never' when fewer than half reach it) "
-              "and the fraction of cells that reach it within the budget.", "",
-              "| method | " + " | ".join(f"regret <= {t:g}" for t in THRESHOLDS) + " |",
-              "|---|" + "---|" * len(THRESHOLDS)]
+    return lines
+
+
+def _md_thresholds_and_overhead(m_: dict[str, Any], methods: list[str]) -> list[str]:
+    """The time-to-threshold and optimizer-overhead tables."""
+    lines = ["", "## Time to reach a regret threshold",
+             "", "Median simulated time over cells ('never' when fewer than half reach it) "
+             "and the fraction of cells that reach it within the budget.", "",
+             "| method | " + " | ".join(f"regret <= {t:g}" for t in THRESHOLDS) + " |",
+             "|---|" + "---|" * len(THRESHOLDS)]
     for m in methods:
         cells = []
         for t in THRESHOLDS:
@@ -238,16 +264,7 @@ def render_summary_md(summary: dict[str, Any], title: str = "Benchmark results",
             f"{o['max_seconds_per_decision']:.4f} | {o['decisions_per_run']:.1f} | "
             f"{o['share_of_budget']:.2e} |"
         )
-    datasets = summary["datasets"]
-    last = format_duration(summary["budget"])
-    lines += ["", f"## Mean normalized regret at {last}, per dataset", "",
-              "| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-    for d in datasets:
-        row = [f"{m_[m]['final_regret_by_dataset'][d]:.3f}"
-               if d in m_[m]["final_regret_by_dataset"] else "-" for m in methods]
-        lines.append(f"| {d} | " + " | ".join(row) + " |")
-    lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 # ------------------------------------------------------------------ plots

@@ -232,6 +232,7 @@ def make_context(
 
 
 # ---------------------------------------------------------------- runner
+# Long by its docstring, which documents every argument: 55 lines without it.
 def run_one(
     method: str | MethodSpec,
     runs: DatasetRuns,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,33 +129,22 @@ def run_finetune(
         raise CommandError(f"--device must be cpu or cuda, got {device!r}")
     if epochs < 1:
         raise CommandError(f"--epochs must be >= 1, got {epochs}")
-    if resume_from is not None:
-        config, stored = _resumed_trial(Path(resume_from), model, max_epochs)
-        data_source, image_size, subset = stored["data"], stored["image_size"], stored["subset"]
-        seed, pretrained, max_epochs = stored["seed"], stored["pretrained"], stored["max_epochs"]
-        workdir = Path(resume_from)
-    else:
-        config = load_config(model, config_path)
-        max_epochs = epochs if max_epochs is None else max_epochs
-        if image_size is None:
-            image_size = _default_image_size(config.model)
-        workdir = Path(out) if out is not None else Path("hubtune-runs") / f"{config.model}-{config.key()}"
-    if epochs > max_epochs:
-        raise CommandError(f"--epochs {epochs} exceeds --max-epochs {max_epochs}")
+    plan = _plan(data_source, model, config_path, epochs, max_epochs, image_size, subset, seed,
+                 out, resume_from, pretrained)
+    config, workdir, pretrained = plan.config, plan.workdir, plan.pretrained
+    if epochs > plan.max_epochs:
+        raise CommandError(f"--epochs {epochs} exceeds --max-epochs {plan.max_epochs}")
 
     _check_cuda(device)
-    ds = load_dataset(data_source, image_size=int(image_size), subset=subset, seed=seed)
+    ds = load_dataset(plan.data, image_size=int(plan.image_size), subset=plan.subset, seed=plan.seed)
     console.print(f"[bold]{ds.summary()}[/bold]")
     console.print(f"model {config.model} ({'pretrained' if pretrained else 'random init'}), "
-                  f"training to epoch {epochs} of {max_epochs} on {device}, trial dir {workdir}")
+                  f"training to epoch {epochs} of {plan.max_epochs} on {device}, trial dir {workdir}")
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / RUN_FILE).write_text(json.dumps({
-        "data": data_source, "image_size": int(image_size), "subset": subset, "seed": seed,
-        "pretrained": pretrained, "max_epochs": max_epochs, "config": config.to_dict(),
-    }, indent=1))
+    (workdir / RUN_FILE).write_text(plan.run_file())
     t0 = time.perf_counter()
     result = advance(
-        config, epochs, data=ds, workdir=workdir, max_epochs=max_epochs, seed=seed,
+        config, epochs, data=ds, workdir=workdir, max_epochs=plan.max_epochs, seed=plan.seed,
         device=device, num_threads=threads, pretrained=pretrained,
         on_epoch=print_row_printer(console),
     )
@@ -167,6 +157,43 @@ def run_finetune(
         summary["test"] = t = evaluate_checkpoint(workdir, ds, split="test", device=device)
         console.print(f"test top-1 {100 * t['top1']:.2f}%  top-5 {100 * t['top5']:.2f}%  loss {t['loss']:.4f}")
     return summary
+
+
+@dataclass
+class _Plan:
+    """The trial ``finetune`` trains: its config, folder, data and training settings."""
+
+    config: Any
+    workdir: Path
+    data: str
+    image_size: int
+    subset: int | None
+    seed: int
+    pretrained: bool
+    max_epochs: int
+
+    def run_file(self) -> str:
+        """The trial folder's ``run.json`` (what ``--resume-from`` reads back)."""
+        return json.dumps({
+            "data": self.data, "image_size": int(self.image_size), "subset": self.subset,
+            "seed": self.seed, "pretrained": self.pretrained, "max_epochs": self.max_epochs,
+            "config": self.config.to_dict(),
+        }, indent=1)
+
+
+def _plan(data_source: str, model: str | None, config_path: Path | None, epochs: int,
+          max_epochs: int | None, image_size: int | None, subset: int | None, seed: int,
+          out: Path | None, resume_from: Path | None, pretrained: bool) -> _Plan:
+    """With ``--resume-from`` the stored trial's settings, else those of the options."""
+    if resume_from is not None:
+        config, stored = _resumed_trial(Path(resume_from), model, max_epochs)
+        return _Plan(config, Path(resume_from), stored["data"], stored["image_size"],
+                     stored["subset"], stored["seed"], stored["pretrained"], stored["max_epochs"])
+    config = load_config(model, config_path)
+    workdir = Path(out) if out is not None else Path("hubtune-runs") / f"{config.model}-{config.key()}"
+    return _Plan(config, workdir, data_source,
+                 _default_image_size(config.model) if image_size is None else image_size,
+                 subset, seed, pretrained, epochs if max_epochs is None else max_epochs)
 
 
 def _check_cuda(device: str) -> None:

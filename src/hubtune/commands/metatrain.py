@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -18,6 +19,8 @@ def _describe(name: str):
         return None
 
 
+# Long by design: most of register (and of metatrain_cmd inside it) is the command's
+# option declarations, which typer reads; the body hands over to the helpers below.
 def register(app: typer.Typer) -> None:
     """Add the ``metatrain`` command to ``app``."""
 
@@ -57,81 +60,29 @@ def register(app: typer.Typer) -> None:
         --from-runs converts 'hubtune run' folders; the surrogate records their data's
         fingerprints, and 'hubtune run --surrogate' refuses to search that data with it.
         """
-        import hubtune.metagen.runfolder  # noqa: F401  (lets load_metadata read 'hubtune run' folders)
-        from hubtune.metadata import MetadataError, load_metadata
-        from hubtune.surrogate.metatrain import (
-            SPECIALISE_SETTINGS,
-            MetaTrainError,
-            MetaTrainSettings,
-            metatrain,
-        )
-        from hubtune.surrogate.model import SurrogateError
-
         metadata = list(metadata or [])
         run_dirs = list(from_runs or []) + list(more_runs or [])
         if more_runs and not from_runs:
-            typer.secho(f"error: unexpected argument {more_runs[0]} (run folders follow --from-runs)",
-                        fg="red", err=True)
-            raise typer.Exit(2)
+            raise _error(f"unexpected argument {more_runs[0]} (run folders follow --from-runs)")
         if not metadata and not run_dirs:
-            typer.secho("error: give --metadata DIR and/or --from-runs RUN_DIR [RUN_DIR ...]",
-                        fg="red", err=True)
-            raise typer.Exit(2)
+            raise _error("give --metadata DIR and/or --from-runs RUN_DIR [RUN_DIR ...]")
         if init_surrogate is None and run_dirs:
             init_surrogate = "shipped"  # a few searches are far too little to train from scratch
         if init_surrogate is not None and init_surrogate.lower() == "none":
             init_surrogate = None
-        try:
-            loaded = [load_metadata(p) for p in metadata]
-            if run_dirs:
-                from hubtune.metagen.runfolder import load_run_folders
-
-                loaded.append(load_run_folders(run_dirs))
-        except (MetadataError, OSError) as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(2) from None
-        from hubtune.metadata import MetaDataset
-
-        try:
-            md = loaded[0] if len(loaded) == 1 else MetaDataset.merge(*loaded)
-        except (MetadataError, ValueError) as exc:
-            typer.secho(f"error: cannot combine the meta-datasets: {exc}", fg="red", err=True)
-            raise typer.Exit(2) from None
         excluded = [d for d in exclude_datasets.split(",") if d]
-        unknown = [d for d in excluded if d not in md.datasets]
-        if unknown:
-            typer.secho(f"error: --exclude-datasets names unknown dataset(s): {', '.join(unknown)}",
-                        fg="red", err=True)
-            raise typer.Exit(2)
-        if excluded:
-            md = md.without(excluded)
+        md = _meta_dataset(metadata, run_dirs, excluded)
         if model_encoding not in ("descriptor", "onehot"):
-            typer.secho("error: --model-encoding must be 'descriptor' or 'onehot'", fg="red", err=True)
-            raise typer.Exit(2)
-        init = None
-        if init_surrogate is not None:
-            from hubtune.surrogate.cache import load_default_surrogate
-
-            try:
-                init = load_default_surrogate(None if init_surrogate == "shipped" else Path(init_surrogate))
-            except (SurrogateError, OSError) as exc:
-                typer.secho(f"error: --init-surrogate: {exc}", fg="red", err=True)
-                raise typer.Exit(2) from None
-            base = {**SPECIALISE_SETTINGS, "model_encoding": init.features.model_encoding}
-        else:
-            base = {"model_encoding": model_encoding}
-        if steps is not None:
-            base["steps"] = steps
-        if lr is not None:
-            base["lr"] = lr
-        settings = MetaTrainSettings(**base)
+            raise _error("--model-encoding must be 'descriptor' or 'onehot'")
+        init, settings = _start_and_settings(init_surrogate, model_encoding, steps, lr)
         cost_names = [d for d in cost_datasets.split(",") if d] or None
+        from hubtune.surrogate.metatrain import MetaTrainError, metatrain
+
         try:
             sur = metatrain(md, _describe, seed=seed, settings=settings, log=typer.echo, init=init,
                             cost=cost, cost_datasets=cost_names)
         except MetaTrainError as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(2) from None
+            raise _error(str(exc)) from None
         sur.record["command"] = (
             "hubtune metatrain "
             + " ".join([*(f"--metadata {p}" for p in metadata)]
@@ -142,15 +93,72 @@ def register(app: typer.Typer) -> None:
             + (f" --init-surrogate {init_surrogate} --cost {cost}" if init_surrogate else "")
             + (f" --cost-datasets {','.join(cost_names)}" if cost_names else "")
         )
-        sur.record["unknown_models"] = [m for m in sur.record.get("models", []) if _describe(m) is None]
-        sur.save(out)
-        from hubtune.surrogate.provenance import RECORD_KEY
+        _save_and_report(sur, out, len(md.datasets))
 
-        leak_guard = sur.record.get(RECORD_KEY, [])
-        if leak_guard:
-            typer.echo(f"trained on the runs of {', '.join(e['dataset'] for e in leak_guard)}; "
-                       f"'hubtune run --surrogate {out}' refuses that data")
-        typer.echo(json.dumps({"out": str(out), "datasets": len(md.datasets),
-                               "best_step": sur.record["best_step"],
-                               "seconds": sur.record["seconds"]}))
 
+def _error(message: str) -> typer.Exit:
+    """Print a one-line error; returns the exit (status 2) to raise."""
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(2)
+
+
+def _meta_dataset(metadata: list[Path], run_dirs: list[Path], excluded: list[str]) -> Any:
+    """The meta-datasets and run folders given, loaded and merged, less ``excluded``."""
+    import hubtune.metagen.runfolder  # noqa: F401  (lets load_metadata read 'hubtune run' folders)
+    from hubtune.metadata import MetadataError, MetaDataset, load_metadata
+
+    try:
+        loaded = [load_metadata(p) for p in metadata]
+        if run_dirs:
+            from hubtune.metagen.runfolder import load_run_folders
+
+            loaded.append(load_run_folders(run_dirs))
+    except (MetadataError, OSError) as exc:
+        raise _error(str(exc)) from None
+    try:
+        md = loaded[0] if len(loaded) == 1 else MetaDataset.merge(*loaded)
+    except (MetadataError, ValueError) as exc:
+        raise _error(f"cannot combine the meta-datasets: {exc}") from None
+    unknown = [d for d in excluded if d not in md.datasets]
+    if unknown:
+        raise _error(f"--exclude-datasets names unknown dataset(s): {', '.join(unknown)}")
+    return md.without(excluded) if excluded else md
+
+
+def _start_and_settings(init_surrogate: str | None, model_encoding: str, steps: int | None,
+                        lr: float | None) -> tuple[Any, Any]:
+    """The surrogate to continue from (``None``: from scratch) and the meta-training settings."""
+    from hubtune.surrogate.metatrain import SPECIALISE_SETTINGS, MetaTrainSettings
+    from hubtune.surrogate.model import SurrogateError
+
+    init = None
+    if init_surrogate is not None:
+        from hubtune.surrogate.cache import load_default_surrogate
+
+        try:
+            init = load_default_surrogate(None if init_surrogate == "shipped" else Path(init_surrogate))
+        except (SurrogateError, OSError) as exc:
+            raise _error(f"--init-surrogate: {exc}") from None
+        base = {**SPECIALISE_SETTINGS, "model_encoding": init.features.model_encoding}
+    else:
+        base = {"model_encoding": model_encoding}
+    if steps is not None:
+        base["steps"] = steps
+    if lr is not None:
+        base["lr"] = lr
+    return init, MetaTrainSettings(**base)
+
+
+def _save_and_report(sur: Any, out: Path, n_datasets: int) -> None:
+    """Save the surrogate to ``out``; print its leak guard and a one-line JSON summary."""
+    sur.record["unknown_models"] = [m for m in sur.record.get("models", []) if _describe(m) is None]
+    sur.save(out)
+    from hubtune.surrogate.provenance import RECORD_KEY
+
+    leak_guard = sur.record.get(RECORD_KEY, [])
+    if leak_guard:
+        typer.echo(f"trained on the runs of {', '.join(e['dataset'] for e in leak_guard)}; "
+                   f"'hubtune run --surrogate {out}' refuses that data")
+    typer.echo(json.dumps({"out": str(out), "datasets": n_datasets,
+                           "best_step": sur.record["best_step"],
+                           "seconds": sur.record["seconds"]}))

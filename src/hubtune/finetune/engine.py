@@ -99,6 +99,7 @@ def _validate_request(config: Config, to_epoch: int, max_epochs: int) -> None:
         )
 
 
+# Long by its docstring, which documents every argument: 56 lines without it.
 def advance(
     config: Config,
     to_epoch: int,
@@ -173,19 +174,41 @@ def advance(
             if num_threads is not None:
                 torch.set_num_threads(int(num_threads))
             with torch.random.fork_rng(devices=[]):
-                return _advance(
-                    config, to_epoch, data, workdir, max_epochs, seed, device,
-                    pretrained, weights_path, on_epoch, start, on_batch, stop_at,
-                )
+                trial = _open_trial(config, data, workdir, max_epochs, seed, device, pretrained,
+                                    weights_path, on_batch, stop_at)
+                if trial is None:
+                    return AdvanceResult(
+                        status="failed", epoch=0, seconds=time.perf_counter() - start,
+                        reason="abandoned while preparing Co-Tuning (before epoch 1): the run's "
+                               "deadline passed (budget spent)")
+                restore_seconds = time.perf_counter() - start
+                new, status, reason = _train_epochs(trial, to_epoch, stop_at, restore_seconds,
+                                                    on_epoch)
+                return _keep(trial, workdir, new, status, reason, start)
         finally:
             torch.set_num_threads(old_threads)
             random.setstate(py_state)
             np.random.set_state(np_state)
 
 
-def _advance(
+def _keep(trial: Trial, workdir: Path, new: list[EpochRecord], status: StepStatus,
+          reason: str | None, start: float) -> AdvanceResult:
+    """Save what a call trained (checkpoint unless it failed, records, divergence mark)."""
+    if status == "diverged":
+        _write_diverged(workdir, reason or "diverged", trial.epoch)
+    if new:
+        if status in ("ok", "ended"):
+            save_seconds = trial.save(workdir)
+            new[-1].checkpoint_seconds += save_seconds
+        _append_records(workdir, new)
+    return AdvanceResult(
+        records=new, status=status, reason=reason, epoch=trial.epoch,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _open_trial(
     config: Config,
-    to_epoch: int,
     data: Any,
     workdir: Path,
     max_epochs: int,
@@ -193,11 +216,11 @@ def _advance(
     device: str | torch.device,
     pretrained: bool,
     weights_path: str | Path | None,
-    on_epoch: Callable[[EpochRecord], None] | None,
-    start: float,
-    on_batch: Callable[[int, int, int], None] | None = None,
-    stop_at: float | None = None,
-) -> AdvanceResult:
+    on_batch: Callable[[int, int, int], None] | None,
+    stop_at: float | None,
+) -> Trial | None:
+    """The trial restored from its checkpoint in ``workdir``, or a fresh one there, with
+    its deadline check set; ``None`` when the deadline passed while preparing Co-Tuning."""
     resuming = has_checkpoint(workdir)
     # A resumed trial gets its weights from the checkpoint; the pretrained ones
     # are only needed again as references (L2-SP, DELTA, Co-Tuning's head).
@@ -218,12 +241,23 @@ def _advance(
         try:
             trial.prepare_cotuning()
         except _OutOfTime:
-            return AdvanceResult(
-                status="failed", epoch=0, seconds=time.perf_counter() - start,
-                reason="abandoned while preparing Co-Tuning (before epoch 1): the run's "
-                       "deadline passed (budget spent)")
-    restore_seconds = time.perf_counter() - start
+            return None
+    return trial
 
+
+def _train_epochs(
+    trial: Trial,
+    to_epoch: int,
+    stop_at: float | None,
+    restore_seconds: float,
+    on_epoch: Callable[[EpochRecord], None] | None,
+) -> tuple[list[EpochRecord], StepStatus, str | None]:
+    """Train ``trial`` epoch by epoch up to ``to_epoch``: (new records, status, reason).
+
+    No epoch starts that would pass ``stop_at`` (``ended``); the first epoch is
+    abandoned once the deadline passes (``failed``); a non-finite loss ends it
+    (``diverged``), and so does running out of memory at micro-batch 1 (``failed``).
+    """
     new: list[EpochRecord] = []
     status: StepStatus = "ok"
     reason: str | None = None
@@ -256,18 +290,7 @@ def _advance(
         trial.epoch = epoch + 1
         if on_epoch is not None:
             on_epoch(record)
-
-    if status == "diverged":
-        _write_diverged(workdir, reason or "diverged", trial.epoch)
-    if new:
-        if status in ("ok", "ended"):
-            save_seconds = trial.save(workdir)
-            new[-1].checkpoint_seconds += save_seconds
-        _append_records(workdir, new)
-    return AdvanceResult(
-        records=new, status=status, reason=reason, epoch=trial.epoch,
-        seconds=time.perf_counter() - start,
-    )
+    return new, status, reason
 
 
 class _OutOfMemory(Exception):

@@ -167,23 +167,8 @@ class MetaDataset:
         scores = [float(r.score) for r in records]
         seconds = [float(r.train_seconds) + float(r.eval_seconds) for r in records]
         existing = self._runs.get(dataset)
-        if existing is not None and str(run_id) in existing.run_ids:
-            raise MetadataError(f"run {run_id!r} is already recorded for dataset {dataset!r}")
-        if (
-            existing is not None
-            and meta_features is not None
-            and existing.meta_features is not None
-            and existing.meta_features != meta_features
-        ):
-            raise MetadataError(
-                f"dataset {dataset!r}: meta-features {meta_features} differ from the recorded "
-                f"{existing.meta_features}"
-            )
-        if existing is not None and existing.schedule_epochs != schedule_epochs:
-            raise MetadataError(
-                f"dataset {dataset!r}: runs with {schedule_epochs} schedule epochs cannot join "
-                f"runs recorded with {existing.schedule_epochs}"
-            )
+        if existing is not None:
+            _check_joins(existing, run_id, meta_features, schedule_epochs)
         width = max(self.max_epochs, len(records))
         new = DatasetRuns.from_curves(
             dataset, [str(run_id)], [config], [scores], [seconds],
@@ -225,3 +210,25 @@ class MetaDataset:
         unmapped = [u for p in parts for u in p.unmapped]
         provenance = {n: v for p in parts for n, v in p.provenance.items()}
         return cls(runs, unmapped, width, provenance)
+
+
+def _check_joins(existing: DatasetRuns, run_id: str, meta_features: DatasetMetaFeatures | None,
+                 schedule_epochs: int | None) -> None:
+    """A new run may join a recorded dataset: a new id, the same meta-features and schedule."""
+    dataset = existing.dataset
+    if str(run_id) in existing.run_ids:
+        raise MetadataError(f"run {run_id!r} is already recorded for dataset {dataset!r}")
+    if (
+        meta_features is not None
+        and existing.meta_features is not None
+        and existing.meta_features != meta_features
+    ):
+        raise MetadataError(
+            f"dataset {dataset!r}: meta-features {meta_features} differ from the recorded "
+            f"{existing.meta_features}"
+        )
+    if existing.schedule_epochs != schedule_epochs:
+        raise MetadataError(
+            f"dataset {dataset!r}: runs with {schedule_epochs} schedule epochs cannot join "
+            f"runs recorded with {existing.schedule_epochs}"
+        )

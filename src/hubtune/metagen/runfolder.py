@@ -266,17 +266,7 @@ def load_run_folders(directories: Iterable[str | Path]) -> MetaDataset:
         MetadataError: a path is not a run folder, the same folder is given twice,
             or no folder has any usable epoch.
     """
-    folders: list[RunFolder] = []
-    seen: set[Path] = set()
-    for d in directories:
-        f = read_run_folder(d)
-        real = f.path.resolve()
-        if real in seen:
-            raise MetadataError(f"{f.path}: run folder given twice")
-        seen.add(real)
-        folders.append(f)
-    if not folders:
-        raise MetadataError("no run folders given")
+    folders = _read_folders(directories)
     names = _unique_names(folders)
     curves: dict[str, dict[str, Any]] = {}
     unmapped: list[UnmappedRun] = []
@@ -299,21 +289,7 @@ def load_run_folders(directories: Iterable[str | Path]) -> MetaDataset:
             k += 1
             prefix = f"{f.path.resolve().name}-{k}"
         taken.add(prefix)
-        for t in f.trials:
-            run_id = f"{prefix}/{t.trial_id}"
-            if t.config is None:
-                unmapped.append(UnmappedRun(ds, run_id, t.config_error or "no configuration journaled"))
-                continue
-            if not t.scores:
-                why = (f"{t.status}: {t.reason}" if t.status in ("failed", "diverged") and t.reason
-                       else t.status if t.status in ("failed", "diverged")
-                       else "interrupted before its first epoch finished")
-                unmapped.append(UnmappedRun(ds, run_id, why))
-                continue
-            entry["ids"].append(run_id)
-            entry["configs"].append(t.config)
-            entry["scores"].append(t.scores)
-            entry["seconds"].append(t.seconds)
+        _add_trials(entry, f, ds, prefix, unmapped)
     parts = []
     provenance = {}
     for ds, e in curves.items():
@@ -331,6 +307,43 @@ def load_run_folders(directories: Iterable[str | Path]) -> MetaDataset:
         log.info("%d trial(s) of the run folders have no usable epoch (see unmapped)", len(unmapped))
     meta = MetaDataset(parts, unmapped, provenance=provenance)
     return meta
+
+
+def _read_folders(directories: Iterable[str | Path]) -> list[RunFolder]:
+    """Each directory read as a run folder (one folder may not be given twice)."""
+    folders: list[RunFolder] = []
+    seen: set[Path] = set()
+    for d in directories:
+        f = read_run_folder(d)
+        real = f.path.resolve()
+        if real in seen:
+            raise MetadataError(f"{f.path}: run folder given twice")
+        seen.add(real)
+        folders.append(f)
+    if not folders:
+        raise MetadataError("no run folders given")
+    return folders
+
+
+def _add_trials(entry: dict[str, Any], f: RunFolder, ds: str, prefix: str,
+                unmapped: list[UnmappedRun]) -> None:
+    """Add the curves of ``f``'s trials to ``entry`` (ids ``prefix/trial``); the trials
+    without a configuration or a finished epoch go to ``unmapped`` with the reason."""
+    for t in f.trials:
+        run_id = f"{prefix}/{t.trial_id}"
+        if t.config is None:
+            unmapped.append(UnmappedRun(ds, run_id, t.config_error or "no configuration journaled"))
+            continue
+        if not t.scores:
+            why = (f"{t.status}: {t.reason}" if t.status in ("failed", "diverged") and t.reason
+                   else t.status if t.status in ("failed", "diverged")
+                   else "interrupted before its first epoch finished")
+            unmapped.append(UnmappedRun(ds, run_id, why))
+            continue
+        entry["ids"].append(run_id)
+        entry["configs"].append(t.config)
+        entry["scores"].append(t.scores)
+        entry["seconds"].append(t.seconds)
 
 
 def load_run_folder(directory: Path) -> MetaDataset:

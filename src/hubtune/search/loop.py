@@ -9,7 +9,8 @@ trainer for ``hubtune run``, or the tabular simulator in tests. It keeps
 - a snapshot of the optimizer's JSON state after every ask and tell
   (``optimizer_state.json``, written atomically), from which a resumed run
   continues exactly: results that reached the journal after the snapshot are
-  told again, and steps that were running are redone from their checkpoint.
+  told again, and steps that were running are redone from their checkpoint
+  (:mod:`hubtune.search.recovery`).
 
 What runs the steps is an :class:`~hubtune.search.executor.Executor`: in this
 process, one at a time (the default), or on several Ray workers at once
@@ -48,8 +49,9 @@ from hubtune.search.budget import BudgetGuard, Verdict, export_allowance, nothin
 from hubtune.search.clock import Clock, WallClock
 from hubtune.search.executor import Completion, Executor, InlineExecutor
 from hubtune.search.incumbent import Incumbent, LoopOutcome
-from hubtune.search.journal import Journal, NullJournal, replay
-from hubtune.search.snapshot import restore_optimizer, write_snapshot
+from hubtune.search.journal import Journal, NullJournal
+from hubtune.search.recovery import WorkerLosses, resume_session
+from hubtune.search.snapshot import write_snapshot
 
 __all__ = ["Allowance", "ChargeHook", "EventHook", "Incumbent", "LoopOutcome", "SearchLoop"]
 
@@ -129,7 +131,7 @@ class SearchLoop:
         self.max_steps = max_steps
         self.max_consecutive_failures = max_consecutive_failures
         self.executor: Executor = executor if executor is not None else InlineExecutor(evaluator)
-        self.max_worker_losses = max_worker_losses
+        self.losses = WorkerLosses(max_worker_losses)
         self.journal = Journal(self.out / "journal.jsonl") if self.durable else NullJournal()
         self.incumbent = Incumbent()
         self.results: list[StepResult] = []
@@ -178,23 +180,16 @@ class SearchLoop:
             write_snapshot(self.out / self.SNAPSHOT, len(self.results), self._pending.values(),
                            self.optimizer)
 
-    def _restore(self) -> list[Step]:
-        """Rebuild state from the journal + snapshot; returns steps to redo."""
-        history = replay(self.journal)
-        self._prior_elapsed = history.elapsed
-        state = restore_optimizer(self.out / self.SNAPSHOT, self.optimizer, history)
-        self._pending = state.pending
-        if state.problem:
-            self.recovered.append(state.problem)
-        for i, res in enumerate(history.results):
+    def _resume(self) -> list[Step]:
+        """Rebuild state from the run folder (:mod:`~hubtune.search.recovery`); returns steps to redo."""
+        state = resume_session(self.journal, self.out / self.SNAPSHOT, self.optimizer)
+        self._prior_elapsed, self._pending = state.elapsed, state.pending
+        self.recovered += state.recovered
+        for res in state.results:
             self.results.append(res)
             self.incumbent.update(res, at=0.0)
             if self.guard is not None:
                 self.guard.observe(res)
-            if i >= state.n_told:
-                # Reached the journal after the last snapshot: tell it now.
-                self._pending.pop(res.trial_id, None)
-                self.optimizer.tell(res)
         return list(self._pending.values())
 
     # -------------------------------------------------------------- run
@@ -313,24 +308,17 @@ class SearchLoop:
             self.on_event("step", {"step": step, "worker": worker, "elapsed": self.elapsed(),
                                    "budget": self.budget})
 
-    def _lost(self, done: Completion, losses: dict[tuple[str, int], int],
-              queue: deque[Step]) -> None:
+    def _lost(self, done: Completion, queue: deque[Step]) -> None:
         """A worker died mid-step: re-queue the step (or give up on it after repeated losses)."""
-        key = (done.step.trial_id, done.step.to_epoch)
-        losses[key] = losses.get(key, 0) + 1
+        losses = self.losses.record(done.step)
         self.journal.append("note", what="worker_lost", step=step_to_dict(done.step),
-                            worker=done.worker, error=done.error, losses=losses[key],
-                            **done.where)
-        give_up = losses[key] >= self.max_worker_losses
+                            worker=done.worker, error=done.error, losses=losses, **done.where)
+        give_up = self.losses.give_up(losses)
         self.on_event("requeue", {"step": done.step, "worker": done.worker, "error": done.error,
-                                  "losses": losses[key], "requeued": not give_up,
+                                  "losses": losses, "requeued": not give_up,
                                   "elapsed": self.elapsed(), "budget": self.budget})
         if give_up:
-            self._finish(StepResult(
-                done.step, [], status="failed",
-                reason=f"its worker died {losses[key]} times (last: {done.error})",
-                seconds=max(0.0, done.finished - done.started),
-            ), done)
+            self._finish(WorkerLosses.failed(done, losses), done)
         else:
             queue.appendleft(done.step)  # first in line: it continues from its checkpoint
 
@@ -452,13 +440,7 @@ class SearchLoop:
         the steps still running are waited for, and their results kept.
         """
         resumed = self.durable and self.journal.path.exists()
-        torn = self.journal.repair() if resumed else 0
-        if torn:
-            self.recovered.append(f"the journal's last line was torn: {torn} bytes moved to "
-                                  f"{self.journal.TORN}; the journal continues on a fresh line")
-        if resumed:
-            self.journal.fold_heartbeat()  # charge a dead session up to its last heartbeat
-        redo = self._restore() if resumed else []
+        redo = self._resume() if resumed else []
         if not self._clock_fixed:
             self._t0 = self.clock.now()
         self._update_reserve()
@@ -476,7 +458,6 @@ class SearchLoop:
                                 "elapsed": self.elapsed(), "budget": self.budget})
         queue: deque[Step] = deque(redo)
         steps = len(redo)
-        losses: dict[tuple[str, int], int] = {}
         why: str | None = None
         draining = False
         while True:
@@ -494,7 +475,7 @@ class SearchLoop:
                                         "elapsed": self.elapsed(), "budget": self.budget})
             for done in self.executor.wait():
                 if done.lost:
-                    self._lost(done, losses, queue)
+                    self._lost(done, queue)
                 else:
                     assert done.result is not None
                     self._complete(done)

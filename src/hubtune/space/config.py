@@ -155,10 +155,16 @@ class Config:
         self._validate()
 
     # ------------------------------------------------------------------ checks
-    def _validate(self) -> None:
-        def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"invalid {name}={getattr(self, name)!r}: {why}")
+    def _bad(self, name: str, why: str) -> ConfigError:
+        return ConfigError(f"invalid {name}={getattr(self, name)!r}: {why}")
 
+    def _validate(self) -> None:
+        """Check every field (the first problem found is raised); numbers become floats."""
+        self._validate_choices_and_counts()
+        self._validate_numbers()
+
+    def _validate_choices_and_counts(self) -> None:
+        bad = self._bad
         if not isinstance(self.model, str) or not self.model:
             raise bad("model", "must be a non-empty model name")
         if self.opt not in OPTIMIZERS:
@@ -186,6 +192,9 @@ class Config:
                 raise bad(name, "must be a non-negative integer")
         if self.decay_epochs is not None and self.decay_epochs < 1:
             raise bad("decay_epochs", "must be >= 1")
+
+    def _validate_numbers(self) -> None:
+        bad = self._bad
         floats = (
             "pct_to_freeze", "lr", "weight_decay", "warmup_lr", "sp_reg", "delta_reg",
             "bss_reg", "cotuning_reg", "mixup", "cutmix", "mixup_prob", "smoothing", "drop",

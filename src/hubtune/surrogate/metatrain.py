@@ -112,6 +112,7 @@ def _episode(rng: np.random.Generator, data: _Prepared, s: MetaTrainSettings) ->
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
 
 
+# Long by its docstring, which documents every argument: 52 lines without it.
 def metatrain(
     metadata: Any,
     describe: Callable[[str], ModelDescriptor | None],
@@ -160,13 +161,7 @@ def metatrain(
     else:
         cost_model = _fit_cost_model(runs, cost_names, descriptors)
 
-    if init is not None:
-        sur = Surrogate(fb, cost_model, hidden=init.hidden, emb=init.emb, residual_mean=init.residual_mean)
-        sur.gp.load_state_dict(copy.deepcopy(init.gp.state_dict()))
-    else:
-        sur = Surrogate(fb, cost_model, hidden=s.hidden, emb=s.emb, residual_mean=s.residual_mean)
-        sur.likelihood.noise = 1e-3
-        sur.gp.covar.outputscale = 0.05
+    sur = _initial_surrogate(fb, cost_model, s, init)
     val_rng = np.random.default_rng(seed + 1)
     val_batches = [_episode(val_rng, prepared[n], s) for n in val_names for _ in range(6)]
     best_val, best_step, history = _train(sur, s, rng, [prepared[n] for n in train_names], val_batches,
@@ -186,6 +181,27 @@ def metatrain(
         "cost_datasets": cost_names,
         "seconds": round(time.time() - t0, 2),
     }
+    _record_lineage(sur, init, getattr(metadata, "provenance", {}), names)
+    return sur
+
+
+def _initial_surrogate(fb: FeatureBuilder, cost_model: CostModel, s: MetaTrainSettings,
+                       init: Surrogate | None) -> Surrogate:
+    """A copy of ``init``'s network to continue from, or a fresh one with ``s``'s shape."""
+    if init is not None:
+        sur = Surrogate(fb, cost_model, hidden=init.hidden, emb=init.emb, residual_mean=init.residual_mean)
+        sur.gp.load_state_dict(copy.deepcopy(init.gp.state_dict()))
+    else:
+        sur = Surrogate(fb, cost_model, hidden=s.hidden, emb=s.emb, residual_mean=s.residual_mean)
+        sur.likelihood.noise = 1e-3
+        sur.gp.covar.outputscale = 0.05
+    return sur
+
+
+def _record_lineage(sur: Surrogate, init: Surrogate | None, provenance: dict[str, Any],
+                    names: list[str]) -> None:
+    """Record what ``sur`` continued from and the run folders' data it (and ``init``) learnt
+    from: the list ``hubtune run --surrogate``'s leak guard refuses."""
     if init is not None:
         sur.record["continued_from"] = {
             k: init.record.get(k) for k in ("command", "datasets", "seed", "best_step", "continued_from")
@@ -193,12 +209,10 @@ def metatrain(
         }
     from hubtune.surrogate.provenance import RECORD_KEY, provenance_entries
 
-    # the data it learnt from (run folders), and what init had learnt from: the leak guard's list
     trained_on = list(init.record.get(RECORD_KEY, [])) if init is not None else []
-    trained_on += provenance_entries(getattr(metadata, "provenance", {}), names)
+    trained_on += provenance_entries(provenance, names)
     if trained_on:
         sur.record[RECORD_KEY] = trained_on
-    return sur
 
 
 def _check_arguments(names: list[str], init: Surrogate | None, cost: str,

@@ -14,7 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from hubtune.protocol.steps import step_prediction
+from hubtune.protocol.steps import Step, step_prediction
 
 Mode = Literal["live", "plain", "json", "quiet"]
 
@@ -142,23 +142,7 @@ class SearchDisplay:
         elif event == "start":
             self._on_start(payload)
         elif event == "step":
-            step = payload["step"]
-            self._step_started = time.monotonic()
-            self.progress = None
-            pred = ""
-            mean = step_prediction(step, "mean")
-            if mean is not None:
-                pred = f" (pred {_pct(mean)} ± {_pct(step_prediction(step, 'std'))}"
-                secs = step_prediction(step, "seconds")
-                if secs is not None:
-                    pred += f", ~{secs:.0f}s"
-                pred += ")"
-            self.current = (f"{step.trial_id}: {step.config.model} -> epoch {step.to_epoch}"
-                            f"{pred}\n      {_config_summary(step.config)}")
-            self.running[worker] = self.current
-            if self.mode == "plain":
-                print(f"[{self.elapsed:6.0f}s] {tag}step   {self.current.splitlines()[0]}",
-                      flush=True)
+            self._on_step(payload["step"], worker, tag)
         elif event == "result":
             res, inc = payload["result"], payload["incumbent"]
             self.progress = None
@@ -187,6 +171,25 @@ class SearchDisplay:
             self._emit(f"search ended ({payload['why']}) after {self.elapsed:.0f}s "
                        f"of {self.budget:.0f}s")
             self.close()
+
+    def _on_step(self, step: Step, worker: int, tag: str) -> None:
+        """A step started: what it trains and what the optimizer predicted for it."""
+        self._step_started = time.monotonic()
+        self.progress = None
+        pred = ""
+        mean = step_prediction(step, "mean")
+        if mean is not None:
+            pred = f" (pred {_pct(mean)} ± {_pct(step_prediction(step, 'std'))}"
+            secs = step_prediction(step, "seconds")
+            if secs is not None:
+                pred += f", ~{secs:.0f}s"
+            pred += ")"
+        self.current = (f"{step.trial_id}: {step.config.model} -> epoch {step.to_epoch}"
+                        f"{pred}\n      {_config_summary(step.config)}")
+        self.running[worker] = self.current
+        if self.mode == "plain":
+            print(f"[{self.elapsed:6.0f}s] {tag}step   {self.current.splitlines()[0]}",
+                  flush=True)
 
     def _on_start(self, payload: dict[str, Any]) -> None:
         """The loop's start: workers, and on a resume where the search stands."""

@@ -18,6 +18,12 @@ from hubtune.optim.quicktune.acquisition import (
     tie_break,
     win_probability,
 )
+from hubtune.optim.quicktune.calibration import (
+    apply_calibration,
+    fit_calibration,
+    predictive_sd,
+    standardized_residual,
+)
 from hubtune.optim.quicktune.pool import (
     CandidatePool,
     default_anchors,
@@ -84,6 +90,7 @@ class QuickTune:
         self._journal: list[dict[str, Any]] = []
         self._overhead: dict[str, list[float]] = {"start": [], "resume": []}
         self._cost_errors: dict[str, list[float]] = {"start": [], "resume": []}
+        self._residuals: dict[str, list[float]] = {"start": [], "resume": []}
         self._tells_since_neighbours = 0
         self._next_refit = 16
         self.surrogate = self._base_surrogate
@@ -99,9 +106,25 @@ class QuickTune:
             t = self.pool[tid]
             if t.epoch == 0 and not t.pending and not t.done:
                 t.pending = True
-                return Step(trial_id=tid, config=t.config, to_epoch=1,
-                            info={"why": "default config of the model (strong start)"})
+                info: dict[str, Any] = {"why": "default config of the model (strong start)"}
+                info.update(self._anchor_prediction(tid))
+                return Step(trial_id=tid, config=t.config, to_epoch=1, info=info)
         return None
+
+    def _anchor_prediction(self, trial_id: str) -> dict[str, float]:
+        """The (calibrated) prediction for an anchor's first epoch, for the decision log and
+        the calibration residuals (the anchor is started whatever it predicts)."""
+        i = self.pool.index[trial_id]
+        t = self.pool.trials[i]
+        row = assemble_rows(self.pool.static[[i]], np.zeros(1, dtype=int), np.ones(1, dtype=int),
+                            t.curve[None], self.settings.schedule_epochs)
+        x_obs, y_obs = self._observations()
+        x_all, y_all = self._believe_pending(x_obs, y_obs)
+        m, sd = self.surrogate.predict(x_all, y_all, row.astype(np.float32),
+                                       extra_noise=self._sampling_noise(y_all))
+        m = np.minimum(m, 1.0)
+        cm, cs = self._calibrated(m, sd, np.zeros(1, dtype=bool))
+        return self._prediction_info(m, sd, cm, cs, 0)
 
     def _refill_pool(self) -> None:
         """Top the pool of never-started configs up to ``pool_size`` (search-space mode)."""
@@ -128,7 +151,8 @@ class QuickTune:
 
         A step still running on another worker is added as an observation of
         the query row it was proposed for (its trial's curve so far and target
-        epoch) with the mean the surrogate predicted then. The GP's uncertainty
+        epoch) with the mean the GP predicted then (before this task's calibration, which
+        is applied on top of the GP's posterior). The GP's uncertainty
         there and at similar candidates shrinks, so their expected improvement
         drops and the next proposal is not a near copy of a running one. Only
         the surrogate sees fantasies: the incumbent and the journal hold real
@@ -147,6 +171,44 @@ class QuickTune:
     def _overhead_estimate(self, kind: str) -> float:
         vals = self._overhead[kind]
         return float(np.mean(vals)) if vals else 0.0
+
+    def _noise_var(self, mean: np.ndarray) -> np.ndarray:
+        """Observation-noise variance of a score predicted at ``mean``: the GP's learnt
+        noise plus (``val_size``) the binomial sampling variance."""
+        var = np.full(len(mean), float(self.surrogate.likelihood.noise.detach().item()))
+        if self.settings.val_size:
+            p = np.clip(mean, 0.0, 1.0)
+            var = var + p * (1.0 - p) / float(self.settings.val_size)
+        return var
+
+    def calibration(self, kind: str) -> tuple[float, float]:
+        """``(offset in std units, std scale)`` applied to predictions of ``kind`` ("start":
+        never-started configs, "resume": continuations); ``(0, 1)`` when that calibration is off
+        (``QuickTuneSettings.calibrate_new`` / ``calibrate_continue``)."""
+        w = self.settings.calibrate_new if kind == "start" else self.settings.calibrate_continue
+        if w is None:
+            return 0.0, 1.0
+        return fit_calibration(self._residuals[kind], w)
+
+    def _calibrated(self, mean: np.ndarray, std: np.ndarray, started: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Query means (capped at 1) and stds after this task's calibration of each kind."""
+        for kind, mask in (("start", ~started), ("resume", started)):
+            offset, scale = self.calibration(kind)
+            if (offset, scale) != (0.0, 1.0) and mask.any():
+                mean, std = apply_calibration(mean, std, offset, scale, mask)
+        return np.minimum(mean, 1.0), std
+
+    def _prediction_info(self, gp_mean: np.ndarray, gp_std: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                         j: int) -> dict[str, float]:
+        """A step's predicted score at its target epoch: ``mean``/``std`` (what decided; the
+        GP's latent score), ``noise_std`` (observation noise), and the uncalibrated
+        ``gp_mean``/``gp_std`` when a calibration changed them."""
+        info = {"mean": float(mean[j]), "std": float(std[j]),
+                "noise_std": float(math.sqrt(self._noise_var(gp_mean[j:j + 1])[0]))}
+        if float(mean[j]) != float(gp_mean[j]) or float(std[j]) != float(gp_std[j]):
+            info["gp_mean"], info["gp_std"] = float(gp_mean[j]), float(gp_std[j])
+        return info
 
     def _cost_margin(self, kind: str) -> float:
         """:func:`budget.cost_margin` of this run's steps of ``kind`` ("start" or "resume")."""
@@ -274,12 +336,13 @@ class QuickTune:
             return None
         trial_idx, ks, xq = queries
         finish_idx, finish_rows = self._finish_rows(open_idx) if budget_left is not None else ([], None)
-        mean, std, final, smoothed, observed = self._predict(xq, finish_rows)
+        gp_mean, gp_std, final, smoothed, observed = self._predict(xq, finish_rows)
+        started = np.asarray([self.pool.trials[i].epoch > 0 for i in trial_idx])
+        mean, std = self._calibrated(gp_mean, gp_std, started)
         best = improvement_bar(smoothed, self.pool.best_score() if observed else None, mean)
         ei = expected_improvement(mean, std, best)
         if self.settings.lookahead:
             ei = np.maximum(ei, self._lookahead_ei(open_idx, best)[np.searchsorted(open_idx, trial_idx)])
-        started = np.asarray([self.pool.trials[i].epoch > 0 for i in trial_idx])
         overhead = np.where(started, self._overhead_estimate("resume"), self._overhead_estimate("start"))
         cost = per_epoch_all[trial_idx] * ks + overhead
         acq = cost_scaled(ei, cost, self.settings.cost_power)
@@ -296,9 +359,10 @@ class QuickTune:
         j, acq = tie_break(acq, self._rng)
         t = self.pool.trials[trial_idx[j]]
         t.pending = True
-        t.belief = (t.epoch, xq[j], float(mean[j]))
-        info = {"mean": float(mean[j]), "std": float(std[j]), "ei": float(ei[j]), "cost": float(cost[j]),
-                "acq": float(acq[j]), "incumbent": best, "horizon": int(ks[j])}
+        t.belief = (t.epoch, xq[j], float(gp_mean[j]))  # the GP believes its own mean
+        info: dict[str, Any] = self._prediction_info(gp_mean, gp_std, mean, std, j)
+        info.update({"ei": float(ei[j]), "cost": float(cost[j]), "acq": float(acq[j]), "incumbent": best,
+                     "horizon": int(ks[j])})
         if margin is not None:
             info["cost_bound"] = float(cost[j] * margin[j])
         if p_win is not None:
@@ -319,6 +383,7 @@ class QuickTune:
             result.seconds,
             step_prediction(result.step, "seconds"),
             result.step.to_epoch,
+            score_prediction(result.step.info),
         )
 
     def _apply(
@@ -330,6 +395,7 @@ class QuickTune:
         seconds: float,
         predicted_seconds: float | None = None,
         to_epoch: int | None = None,
+        prediction: Sequence[float] | None = None,
     ) -> None:
         if trial_id not in self.pool:
             if self.space is None:
@@ -344,7 +410,12 @@ class QuickTune:
             entry["predicted_seconds"] = predicted_seconds
         if to_epoch is not None:
             entry["to_epoch"] = int(to_epoch)
+        if prediction is not None:
+            entry["prediction"] = [float(prediction[0]), float(prediction[1])]
         self._journal.append(entry)
+        z = step_residual(records, to_epoch, prediction)
+        if z is not None:
+            self._residuals[kind].append(z)
         self.pool.record(t, records, self.settings.schedule_epochs, QuickTuneError)
         told, status = status, effective_status(status, to_epoch, t.epoch)
         if (predicted_seconds is not None and predicted_seconds > 0 and seconds > 0
@@ -408,6 +479,7 @@ class QuickTune:
                 float(entry["seconds"]),
                 entry.get("predicted_seconds"),
                 entry.get("to_epoch"),
+                entry.get("prediction"),
             )
         self.space = space
         for tid in state.get("pending", []):
@@ -438,6 +510,31 @@ def effective_status(status: str, to_epoch: int | None, reached: int) -> str:
     if status == "ok" and to_epoch is not None and reached < to_epoch:
         return "ended"
     return status
+
+
+def score_prediction(info: dict[str, Any] | None) -> tuple[float, float] | None:
+    """``(GP mean, predictive std)`` of a step's score at its target epoch from its ``info``
+    (uncalibrated: the calibration is fitted on the GP's own errors), or ``None``."""
+    info = info or {}
+    mean = info.get("gp_mean", info.get("mean"))
+    std = info.get("gp_std", info.get("std"))
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (mean, std)):
+        return None
+    noise = info.get("noise_std", 0.0)
+    noise = float(noise) if isinstance(noise, (int, float)) and not isinstance(noise, bool) else 0.0
+    return float(mean), predictive_sd(float(std), noise * noise)
+
+
+def step_residual(records: Sequence[tuple[int, float, float]], to_epoch: int | None,
+                  prediction: Sequence[float] | None) -> float | None:
+    """Standardised residual of a step's prediction at its target epoch (``None`` when the
+    step has no prediction or did not reach ``to_epoch`` with a finite score)."""
+    if prediction is None or to_epoch is None:
+        return None
+    at = [s for e, s, _ in records if int(e) == int(to_epoch)]
+    if not at:
+        return None
+    return standardized_residual(float(at[-1]), float(prediction[0]), float(prediction[1]))
 
 
 def records_from_scores(scores: Sequence[float], seconds: Sequence[float], start_epoch: int = 0) -> list[EpochRecord]:

@@ -1,0 +1,1 @@
+"""Whole ``hubtune run`` runs through every layer: kill and resume, the run folder, Ray workers."""
