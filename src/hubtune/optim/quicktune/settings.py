@@ -163,8 +163,8 @@ class QuickTuneSettings:
     fit_horizon: bool = True
     win_threshold: float | None = 0.002
     lookahead: float = 0.0
-    calibrate_new: float | None = 5.0
-    calibrate_continue: float | None = 5.0
+    calibrate_new: float | None = None
+    calibrate_continue: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible field values."""
