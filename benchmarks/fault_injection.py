@@ -9,7 +9,7 @@ every asked step told at most once and none left open, no duplicate or missing
 epoch, ``best/`` consistent with the journal, the budget charged for each
 session's running time and not for downtime.
 
-``tests/test_fault_injection.py`` runs a 20-kill campaign in CI; run this file
+``tests/e2e/test_fault_injection.py`` runs a 20-kill campaign in CI; run this file
 for a longer one::
 
     python benchmarks/fault_injection.py --kills 60 --seed 1
