@@ -123,6 +123,8 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
         (RUN, EX + "test_export_examples"),
     ("docs/export.md", "pip install 'hubtune[export]'            # onnx + onnxruntime (TorchScript needs nothing)"):
         (RUN, EX + "test_export_examples"),
+    ("docs/export.md", "hubtune push RUN me/fashion-classifier --dry-run   # check everything, list what would be sent"):
+        (RUN, EX + "test_export_examples"),
     # ---------------------------------------------------------------- docs/from-runs.md
     ("docs/from-runs.md", "hubtune run digits:300 --out runs/digits --hub test --models test_resnet,test_convnext,test_efficientnet --no-pretrained --image-size 32 --max-epochs 3 --budget 30 --threads 1 --log quiet"):
         (RUN, "tests/test_from_runs_docs.py::test_the_documented_example_runs"),

@@ -297,6 +297,11 @@ def test_export_examples(images):
         ran.append(args[args.index("--format") + 1])
     assert ran == ["onnx", "torchscript"]
     assert Path("RUN/best/model.onnx").is_file() and Path("model.pt").is_file()
+    # push: the dry run for real; the upload line needs the Hub (tests/test_push.py)
+    dry, upload = block("docs/export.md", "hubtune push RUN").commands()
+    assert "--dry-run" in dry and "--dry-run" not in upload
+    out = cli(words(dry))
+    assert "model.safetensors" in out and "model.onnx" in out
 
 
 # ------------------------------------------------------------------ docs/hub.md
