@@ -206,7 +206,10 @@ def ensemble(end: RunEnd, trial_dirs: list[Path], metrics: dict[str, Any]) -> No
     from hubtune.tuner.ensemble import build_ensemble
     from hubtune.tuner.export import CHECKPOINT_ERRORS  # includes ExportError
 
+    broken_ids: list[str] = []
+
     def broken(trial_id: str, reason: str) -> None:
+        broken_ids.append(trial_id)
         end.note("broken_checkpoint", trial_id=trial_id, reason=reason)
 
     s = end.settings
@@ -231,8 +234,10 @@ def ensemble(end: RunEnd, trial_dirs: list[Path], metrics: dict[str, Any]) -> No
         end.on_event("notice", {"message": f"the ensemble was not exported: {exc}"})
     else:
         if summary is None:
-            end.on_event("notice", {"message": "no ensemble: the budget left no time to "
-                                    "evaluate its candidates; best/ holds the single model"})
+            why = (f"no candidate's checkpoint could be loaded ({len(broken_ids)} broken)"
+                   if broken_ids and time_left() > 0
+                   else "the budget left no time to evaluate its candidates")
+            end.on_event("notice", {"message": f"no ensemble: {why}; best/ holds the single model"})
     seconds = round(end.loop.elapsed() - started, 3)
     if summary is None:
         end.note("ensemble", members=0, seconds=seconds, time_left=round(time_left(), 3))
