@@ -13,9 +13,13 @@ number of cells, as markdown and JSON.
 
     python benchmarks/from_runs_replay.py runs/a runs/b runs/c --budget 5m --seeds 0,1,2 --out /tmp/frr
 
-Needs at least two datasets (distinct data) among the folders. The replay can
-only offer each dataset's recorded trials, so it measures how fast the
-surrogate picks the best of them, not a search over the whole space.
+Needs at least two sources of data among the folders. Runs of the same images
+with other seeds or subsets are other datasets but the same source
+(``provenance[...]["sources"]``, e.g. ``builtin:digits``); as ``hubtune run
+--surrogate`` refuses to search a source the surrogate was trained on, a
+dataset's fold holds out every dataset of its source, not only itself. The
+replay can only offer each dataset's recorded trials, so it measures how fast
+the surrogate picks the best of them, not a search over the whole space.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 from hubtune.bench.metrics import regret_curve
 from hubtune.bench.suite import BenchSettings, run_grid
 from hubtune.core.units import parse_duration
-from hubtune.metadata import save_metadata
+from hubtune.metadata import MetaDataset, save_metadata
 from hubtune.metagen.runfolder import load_run_folders
 
 METHODS = ("qt_shipped", "qt_specialised")
@@ -41,16 +45,46 @@ def _ci(diff: np.ndarray, seed: int = 0, n: int = 2000) -> tuple[float, float]:
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def source_groups(meta: MetaDataset) -> list[list[str]]:
+    """The datasets of ``meta`` grouped by the data they come from (their provenance's
+    sources; a dataset without provenance is its own group)."""
+    groups: list[tuple[set[str], list[str]]] = []
+    for d in meta.datasets:
+        src = set((meta.provenance.get(d) or {}).get("sources") or [f"dataset:{d}"])
+        for known, names in groups:
+            if known & src:
+                known |= src
+                names.append(d)
+                break
+        else:
+            groups.append((src, [d]))
+    return [names for _, names in groups]
+
+
+def _grid(meta: MetaDataset, groups: list[list[str]], budget: float, seeds: list[int],
+          out: Path) -> tuple[list, list]:
+    """Every group's datasets replayed with the other groups as meta-training data."""
+    trajs, failures = [], []
+    for i, group in enumerate(groups):
+        test_dir, train_dir = out / "meta" / f"group{i}", out / "meta" / f"group{i}-train"
+        save_metadata(meta.only(group), test_dir)
+        save_metadata(meta.without(group), train_dir)
+        settings = BenchSettings(metadata=str(test_dir), train_metadata=str(train_dir),
+                                 budget=budget)
+        t, f, _ = run_grid(settings, METHODS, group, seeds, out / "cells" / f"group{i}")
+        trajs += t
+        failures += f
+    return trajs, failures
+
+
 def replay(run_dirs: list[str], budget: float, seeds: list[int], out: Path,
            horizons: tuple[float, ...] = (0.1, 0.3, 1.0)) -> dict:
     """Build the meta-dataset, run the grid, and summarise regret at ``horizons`` x budget."""
     meta = load_run_folders(run_dirs)
-    if len(meta.datasets) < 2:
-        raise SystemExit(f"need run folders of at least 2 different datasets, got {meta.datasets}")
-    meta_dir = out / "meta"
-    save_metadata(meta, meta_dir)
-    settings = BenchSettings(metadata=str(meta_dir), budget=budget)
-    trajs, failures, _ = run_grid(settings, METHODS, meta.datasets, seeds, out / "cells")
+    groups = source_groups(meta)
+    if len(groups) < 2:
+        raise SystemExit(f"need run folders of at least 2 different sources of data, got {groups}")
+    trajs, failures = _grid(meta, groups, budget, seeds, out)
     for f in failures:
         print(f"failed cell: {f}")
     grid = np.array([h * budget for h in horizons])
@@ -65,7 +99,8 @@ def replay(run_dirs: list[str], budget: float, seeds: list[int], out: Path,
         rows.append({"horizon_s": float(h * budget), "qt_shipped": float(shipped.mean()),
                      "qt_specialised": float(spec.mean()), "diff": float(diff.mean()),
                      "diff_ci95": [lo, hi], "better": int((diff < 0).sum()), "worse": int((diff > 0).sum())})
-    return {"datasets": meta.datasets, "runs": {d: len(meta[d]) for d in meta.datasets},
+    return {"datasets": meta.datasets, "groups": groups,
+            "runs": {d: len(meta[d]) for d in meta.datasets},
             "unmapped": len(meta.unmapped), "cells": len(cells), "budget_s": budget, "horizons": rows}
 
 
@@ -81,7 +116,8 @@ def main() -> None:
     res = replay(args.run_dirs, parse_duration(args.budget), [int(s) for s in args.seeds.split(",")],
                  args.out, tuple(float(h) for h in args.horizons.split(",")))
     print(f"datasets: {', '.join(f'{d} ({n} runs)' for d, n in res['runs'].items())}; "
-          f"{res['unmapped']} unmapped; {res['cells']} cells")
+          f"{res['unmapped']} unmapped; {res['cells']} cells; held out together: "
+          + "; ".join(", ".join(g) for g in res["groups"]))
     print("| horizon | qt_shipped | qt_specialised | specialised - shipped [95% CI] | better/worse cells |")
     print("|---|---|---|---|---|")
     for r in res["horizons"]:

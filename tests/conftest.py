@@ -16,6 +16,8 @@ from __future__ import annotations
 import pytest
 
 SLOW_MODULES = {
+    "test_docs_examples",
+    "test_ensemble_budget",
     "test_fault_injection",
     "test_integrations_ray_tune",
     "test_peers_qtt",

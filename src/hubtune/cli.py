@@ -38,6 +38,7 @@ def _register_commands() -> None:
     from hubtune.commands import metadata as metadata_cmd
     from hubtune.commands import metatrain as metatrain_cmd
     from hubtune.commands import predict as predict_cmd
+    from hubtune.commands import push as push_cmd
     from hubtune.commands import run as run_cmd
     from hubtune.commands import space as space_cmd
 
@@ -51,6 +52,7 @@ def _register_commands() -> None:
     hub_cmd.register(app)
     metatrain_cmd.register(app)
     export_cmd.register(app)
+    push_cmd.register(app)
 
 
 _register_commands()

@@ -64,7 +64,10 @@ def test_ensemble_is_exported_beside_the_single_model(finished):
     assert ens["params"] >= ens["single"]["params"] > 0
     assert ens["latency_ms"] > 0 and ens["single"]["latency_ms"] > 0
     assert {"val", "test"} <= set(ens) and 0 <= ens["test"]["top1"] <= 1
-    assert ens["cache"] == {"computed": 3, "reused": 0, "computed_trials": ens["cache"]["computed_trials"]}
+    assert ens["cache"]["computed"] == 3 and ens["cache"]["reused"] == 0
+    # every candidate is scored on validation; only the chosen members on test
+    assert sorted(ens["cache"]["test_computed_trials"]) == sorted(m["trial_id"] for m in spec["members"])
+    assert ens["cut_by_budget"] == 0 and ens["dropped_by_budget"] == 0
     assert "## Ensemble" in (best / "README.md").read_text()
     assert (best / "model.safetensors").is_file()  # the single model stays as it was
 
@@ -209,3 +212,95 @@ def test_a_damaged_ensemble_is_a_one_line_error(run, damage):
     ok = CliRunner().invoke(app, ["predict", str(out), str(_images(data)[0]), "--device", "cpu",
                                   "--single"])
     assert ok.exit_code == 0, ok.output  # the single model does not depend on the ensemble
+
+
+# ------------------------------------------------------------------ under a time limit
+def _selection(data: Path, out: Path, time_left, per_image=None):
+    from hubtune.data import load_dataset
+    from hubtune.tuner.ensemble import select_members
+
+    ds = load_dataset(str(data), image_size=32, subset=None, seed=0,
+                      cache_dir=out / "data-cache")
+    trials = sorted((out / "trials").iterdir())
+    broken: list[str] = []
+    return select_members(out, ds, trials, 3, "top1", "cpu", lambda t, r: broken.append(f"{t}: {r}"),
+                          time_left=time_left, per_image=per_image), broken
+
+
+def _strip_test(out: Path, keep: set[str]) -> None:
+    """Remove the test probabilities from every cached candidate not in ``keep``."""
+    from safetensors.numpy import load_file, save_file
+
+    cache = out / "ensemble-cache"
+    for tid, entry in json.loads((cache / "index.json").read_text())["members"].items():
+        if tid not in keep:
+            path = cache / entry["file"]
+            save_file({"val": load_file(str(path))["val"]}, str(path))
+
+
+def test_no_time_left_and_nothing_cached_means_no_ensemble(run, tmp_path):
+    data, out = run
+    shutil.rmtree(out / "ensemble-cache")
+    summary, broken = _selection(data, out, time_left=lambda: 0.0)
+    assert summary is None and not broken
+    assert not (out / "ensemble-cache").exists()  # nothing was evaluated
+
+
+def test_members_without_time_for_their_test_pass_are_left_out(run):
+    """Every candidate's probabilities are cached, but the chosen members' test ones are
+    removed: with no time left those members are dropped and the weights chosen again
+    among the candidates scored on test (nothing is evaluated); with time, the original
+    ensemble comes back and only the dropped members are scored on test."""
+    from hubtune.data import load_dataset
+    from hubtune.tuner.ensemble import MemberCache
+
+    data, out = run
+    ds = load_dataset(str(data), image_size=32, subset=None, seed=0, cache_dir=out / "data-cache")
+    cache = MemberCache(out)
+    for trial in sorted((out / "trials").iterdir()):  # test probabilities of every candidate
+        cache.add_test(cache.get(trial, ds, "cpu"), trial, ds, "cpu")
+    full, _ = _selection(data, out, time_left=None)
+    chosen = {m["trial_id"] for m in full["members"]}
+    assert len(chosen) < full["candidates"]  # else nothing is left to choose from
+    _strip_test(out, keep=set(cache.index) - chosen)
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "ensemble-cache").iterdir()}
+    summary, _ = _selection(data, out, time_left=lambda: 0.0)
+    assert summary is not None and "test" in summary
+    assert {m["trial_id"] for m in summary["members"]}.isdisjoint(chosen)
+    assert summary["dropped_by_budget"] >= len(chosen) and summary["cut_by_budget"] == 0
+    assert summary["cache"]["computed"] == 0 and summary["cache"]["test_computed_trials"] == []
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "ensemble-cache").iterdir()} == before
+    again, _ = _selection(data, out, time_left=lambda: 1e9)
+    assert [(m["trial_id"], m["weight"]) for m in again["members"]] == \
+        [(m["trial_id"], m["weight"]) for m in full["members"]]
+    assert sorted(again["cache"]["test_computed_trials"]) == sorted(chosen)
+    assert again["test"] == full["test"]
+
+
+def test_a_candidate_whose_estimate_does_not_fit_is_not_evaluated(run):
+    """Cache gone, the search's estimate (1 s per image) far above the time left: not even
+    the best candidate is loaded; with a small estimate all are."""
+    data, out = run
+    shutil.rmtree(out / "ensemble-cache")
+    summary, _ = _selection(data, out, time_left=lambda: 5.0, per_image=1.0)
+    assert summary is None and not (out / "ensemble-cache").exists()
+    summary, broken = _selection(data, out, time_left=lambda: 1e6, per_image=1e-6)
+    assert not broken
+    assert summary is not None and summary["cache"]["computed"] == 3 and summary["cut_by_budget"] == 0
+
+
+def test_a_run_with_its_budget_spent_exports_the_single_model_without_an_ensemble(run):
+    """Finishing again with the budget already used up: the single model is exported, the
+    ensemble (its cache removed) is skipped with a notice, and the journal says so."""
+    data, out = run
+    shutil.rmtree(out / "best")
+    shutil.rmtree(out / "ensemble-cache")
+    args = run_args(data, out)
+    args[args.index("--budget") + 1] = "5"  # far less than the run has used already
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "no ensemble: the budget left no time" in res.output
+    assert not (out / "best" / "ensemble.json").exists() and (out / "best" / "model.safetensors").is_file()
+    notes = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    ens = [n for n in notes if n.get("what") == "ensemble"][-1]
+    assert ens["members"] == 0 and ens["time_left"] < 0

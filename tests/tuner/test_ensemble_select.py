@@ -64,10 +64,13 @@ def test_other_metrics_and_bad_rounds():
         greedy_selection([], LABELS, rounds=1)
 
 
-def test_next_candidate_is_only_started_if_the_slowest_so_far_would_end_in_time():
+def test_next_candidate_is_only_started_if_it_and_the_test_passes_would_end_in_time():
     from hubtune.tuner.ensemble import next_candidate_fits
 
-    assert next_candidate_fits(0.0, [], 0)  # the first candidate always runs: else no ensemble
-    assert next_candidate_fits(0.0, [5.0], 0)
-    assert next_candidate_fits(10.0, [4.0, 9.0], 2)
-    assert not next_candidate_fits(8.9, [4.0, 9.0], 2)
+    assert next_candidate_fits(10.0, [4.0, 9.0])  # the slowest so far fits
+    assert not next_candidate_fits(8.9, [4.0, 9.0])
+    assert not next_candidate_fits(10.0, [4.0, 9.0], reserve=1.5)  # room kept for test passes
+    assert next_candidate_fits(3.0, [], estimate=2.0)  # nothing measured: the search's estimate
+    assert not next_candidate_fits(3.0, [], estimate=2.0, reserve=1.5)
+    assert next_candidate_fits(0.1, [])  # nothing to estimate from: while time is left
+    assert not next_candidate_fits(0.0, [])  # no time left: not even the first candidate

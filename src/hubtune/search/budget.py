@@ -35,8 +35,9 @@ stops when nothing can fit (:func:`nothing_fits`) or after ``max_declines``
 declines in a row. The optimizer's own prediction (``predicted_seconds`` in
 ``Step.info``) is honoured too: a step it predicts to overrun is declined.
 
-:func:`export_allowance` is the time kept back from the search for exporting
-the best model at the end (evaluating it on validation and test).
+:func:`export_allowance` is the time kept back from the search for the end of
+the run: exporting the best model (evaluating it on validation and test) and,
+with ``--ensemble K``, the ensemble (:class:`ExportPlan`).
 """
 
 from __future__ import annotations
@@ -127,14 +128,113 @@ def nothing_fits(left: float, cheapest_epoch: float | None, margin: float) -> bo
     return cheapest_epoch is not None and cheapest_epoch * margin > left
 
 
-def export_allowance(results: list[StepResult], extra: float = 5.0, factor: float = 2.0) -> float:
-    """Seconds to keep for the export: ``factor`` x the slowest measured evaluation + ``extra``.
-
-    The export evaluates the chosen checkpoint on validation and test
-    (``factor = 2``) after loading it (``extra``).
-    """
+def eval_seconds_per_image(results: list[StepResult], n_val: int) -> float | None:
+    """The slowest measured validation pass per image (``eval_seconds / n_val``; None: none)."""
+    if n_val <= 0:
+        return None
     slowest = max((r.eval_seconds for res in results for r in res.records), default=0.0)
-    return factor * slowest + extra
+    return slowest / n_val if slowest > 0 else None
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What the end of a run evaluates: the input of :func:`export_allowance`.
+
+    Args:
+        n_val / n_test: images in the validation / test split.
+        ensemble: ``--ensemble K`` (0: no ensemble).
+        budget: the run's budget; the ensemble's share of the allowance is capped at
+            ``ensemble_share x budget`` (the selection then evaluates fewer candidates).
+        max_candidates: at most this many trials are ensemble candidates.
+        load_seconds: loading (or writing) one model's checkpoint, until the run has
+            measured it (:func:`load_seconds`).
+        extra: fixed seconds (the report, writing ``best/``).
+        margin: factor on the whole estimate (the machine may be busier at the end).
+        latency_calls: forward passes at batch 1 per model for the ensemble's latency.
+    """
+
+    n_val: int
+    n_test: int = 0
+    ensemble: int = 0
+    budget: float = math.inf
+    max_candidates: int = 25
+    ensemble_share: float = 0.2
+    load_seconds: float = 0.5
+    extra: float = 5.0
+    margin: float = 1.25
+    latency_calls: int = 23
+
+    def __call__(self, results: list[StepResult]) -> float:
+        return export_allowance(results, plan=self)
+
+    def single_seconds(self, per_image: float) -> float:
+        """Exporting the best model: load it, score validation and test, write it."""
+        return 2 * self.load_seconds + per_image * (self.n_val + self.n_test)
+
+    def ensemble_seconds(self, per_image: float, candidates: int) -> float:
+        """The ensemble after it (0 without one), capped at ``ensemble_share x budget``:
+        each candidate's load and validation pass, each member's test pass, writing the
+        members, and the latency of members and single model (a batch-1 forward pass taken
+        as 5 images of a batched evaluation)."""
+        if self.ensemble <= 0 or candidates <= 0:
+            return 0.0
+        c = min(candidates, self.max_candidates)
+        m = min(self.ensemble, c)
+        cost = (c * (self.load_seconds + per_image * self.n_val)
+                + m * (self.load_seconds + per_image * self.n_test)
+                + m * 2 * self.load_seconds
+                + (m + 1) * self.latency_calls * 5 * per_image)
+        return min(cost, self.ensemble_share * self.budget)
+
+    def tail_seconds(self, per_image: float, members: int) -> float:
+        """What follows the members' predictions: writing ``members`` models, measuring
+        the latency, the report."""
+        return (members * 2 * self.load_seconds
+                + (members + 1) * self.latency_calls * 5 * per_image + self.extra)
+
+
+def load_seconds(results: list[StepResult]) -> float | None:
+    """Seconds to load (or write) one checkpoint, from the run's own steps: the median
+    step overhead (:func:`result_costs`: building the model, loading and saving its
+    checkpoint), the run's first step left out (it also paid the warm-up). None: not
+    measured yet."""
+    overheads = sorted(costs[1] for costs in (result_costs(r) for r in results[1:])
+                       if costs is not None)
+    if not overheads:
+        return None
+    mid = len(overheads) // 2
+    return overheads[mid] if len(overheads) % 2 else 0.5 * (overheads[mid - 1] + overheads[mid])
+
+
+def candidate_count(results: list[StepResult]) -> int:
+    """Trials with at least one measured epoch (each may be an ensemble candidate)."""
+    return len({res.trial_id for res in results if res.records})
+
+
+def export_allowance(results: list[StepResult], extra: float = 5.0, factor: float = 2.0,
+                     plan: ExportPlan | None = None) -> float:
+    """Seconds to keep back from the search for the end of the run.
+
+    Without a ``plan``: ``factor`` x the slowest measured evaluation + ``extra`` (the
+    export evaluates the chosen checkpoint on validation and test, test taken as large
+    as validation). With one: ``plan.margin`` x (exporting the single model + the
+    ensemble's share + ``plan.extra``), from the slowest measured validation seconds
+    per image (:func:`eval_seconds_per_image`) and the split sizes, so a large test
+    split and ``--ensemble K`` are provided for; loading a checkpoint is taken from the
+    run's measured step overheads (:func:`load_seconds`; else ``plan.load_seconds``).
+    Nothing measured yet: ``plan.extra``.
+    """
+    if plan is None:
+        slowest = max((r.eval_seconds for res in results for r in res.records), default=0.0)
+        return factor * slowest + extra
+    per_image = eval_seconds_per_image(results, plan.n_val)
+    if per_image is None:
+        return plan.extra
+    load = load_seconds(results)
+    if load is not None:
+        plan = replace(plan, load_seconds=load)
+    return plan.margin * (plan.single_seconds(per_image) + plan.extra
+                          + plan.ensemble_seconds(per_image, candidate_count(results)))
 
 
 # ------------------------------------------------------------ cost model

@@ -1,10 +1,13 @@
 """Greedy ensemble selection over the trials a search trained (``hubtune run --ensemble K``).
 
 After the search, every trial whose checkpoint exists is a candidate member.
-Its class probabilities on the validation (and test) split are computed once
-and cached in ``RUN/ensemble-cache/`` (one safetensors file per trial and
-checkpoint epoch, indexed by ``index.json``), so finishing the run again (a
-resume, a re-export) computes nothing new for an unchanged checkpoint.
+Its class probabilities on the validation split (and, once chosen as a member,
+on the test split) are computed once and cached in ``RUN/ensemble-cache/``
+(:mod:`hubtune.tuner.ensemble_cache`), so finishing the run again (a resume, a
+re-export) computes nothing new for an unchanged checkpoint. Under the run's
+budget (``time_left``) fewer candidates are evaluated, or a member whose test
+pass does not fit is left out, rather than the run overrunning
+(:func:`select_members`).
 
 Selection is Caruana et al. (2004), as AutoGluon does it: start from an empty
 ensemble and, ``K`` times, add the candidate (with replacement) whose addition
@@ -25,15 +28,22 @@ The export to ``best/ensemble/`` and loading it back are in
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-CACHE_DIR = "ensemble-cache"
+from hubtune.tuner.ensemble_cache import (  # noqa: F401  (re-exported)
+    CACHE_DIR,
+    Member,
+    MemberCache,
+    split_size,
+    trial_probabilities,
+)
+
 MAX_CANDIDATES = 25
 """At most this many trials (the best by their own validation score) are candidates."""
 
@@ -95,179 +105,148 @@ def weighted_average(probs: Sequence[np.ndarray], weights: Sequence[float]) -> n
     return out
 
 
-# ------------------------------------------------------------------ member probabilities
-@torch.no_grad()
-def trial_probabilities(trial: Any, split: Any, batch_size: int = 256) -> np.ndarray:
-    """``[N, C]`` softmax of a loaded :class:`~hubtune.finetune.trial.Trial` on ``split``
-    (the trial's own normalisation, un-augmented, in dataset order)."""
-    trial.model.eval()
-    out = []
-    for x, _y in trial.pipeline.eval_batches(split.images, split.labels, batch_size):
-        with trial._autocast():
-            logits = trial.model(x)
-        out.append(logits.float().softmax(-1).cpu())
-    return torch.cat(out).numpy().astype(np.float32)
+# ------------------------------------------------------------------ the run's ensemble
+def next_candidate_fits(time_left: float, spent: Sequence[float], estimate: float | None = None,
+                        reserve: float = 0.0) -> bool:
+    """Whether one more uncached candidate may be evaluated with ``time_left`` seconds.
+
+    Its cost is the slowest candidate evaluated so far (``spent``), else ``estimate``;
+    ``reserve`` seconds must still be left after it (for the members' test pass). With
+    neither a measurement nor an estimate it may run while more than ``reserve`` is left.
+    """
+    need = max(spent) if spent else (estimate if estimate is not None else 0.0)
+    return need + reserve <= time_left and time_left > reserve
 
 
 @dataclass
-class Member:
-    """A candidate: its trial, checkpoint epoch, validation (and test) probabilities."""
+class _Costs:
+    """Seconds to expect for evaluating one more candidate, from what was measured here
+    (the cache's own timings) or, before that, from the search (``per_image``)."""
 
-    trial_id: str
-    epoch: int
-    val: np.ndarray
-    test: np.ndarray | None
+    cache: MemberCache
+    data: Any
+    per_image: float | None
+    load: float = 0.5
+
+    def _rate(self) -> float | None:
+        return max(self.cache.image_seconds) if self.cache.image_seconds else self.per_image
+
+    def _load(self) -> float:
+        return max(self.cache.load_seconds) if self.cache.load_seconds else self.load
+
+    def split(self, name: str) -> float | None:
+        """Load a checkpoint and score it on ``name`` (None: nothing to estimate from)."""
+        rate = self._rate()
+        return None if rate is None else self._load() + rate * split_size(self.data, name)
 
 
-class MemberCache:
-    """Per-trial probabilities cached in ``RUN/ensemble-cache`` (safetensors + ``index.json``).
+def _val_members(cache: MemberCache, data: Any, candidates: Sequence[Path], rounds: int,
+                 device: str, on_broken: Callable[[str, str], None],
+                 time_left: Callable[[], float] | None, costs: _Costs) -> tuple[list[Member], int]:
+    """The candidates' validation probabilities, best candidate first, as many as time
+    allows (cached ones are free); returns (members, candidates left out for time)."""
+    from hubtune.tuner.export import CHECKPOINT_ERRORS
 
-    The key is (trial id, checkpoint epoch): a checkpoint trained further is
-    evaluated again; an unchanged one never is. ``computed`` lists the trial ids
-    evaluated by this object (the rest came from the cache).
-    """
-
-    def __init__(self, run_dir: str | Path) -> None:
-        self.root = Path(run_dir) / CACHE_DIR
-        self.index_path = self.root / "index.json"
-        self.index: dict[str, Any] = {}
-        if self.index_path.exists():
-            import json
-
-            try:
-                loaded = json.loads(self.index_path.read_text())
-                self.index = loaded.get("members", {}) if isinstance(loaded, dict) else {}
-            except (ValueError, OSError):
-                self.index = {}  # a damaged index only costs recomputation
-        self.computed: list[str] = []
-
-    def _cached(self, trial_id: str, epoch: int, sizes: tuple[int, int]) -> Member | None:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        entry = self.index.get(trial_id)
-        if not isinstance(entry, dict) or entry.get("epoch") != epoch:
-            return None
-        try:
-            tensors = load_file(str(self.root / str(entry["file"])))
-        except (SafetensorError, OSError, ValueError, KeyError):
-            return None
-        val, test = tensors.get("val"), tensors.get("test")
-        if val is None or val.shape[0] != sizes[0] or (sizes[1] and (test is None or test.shape[0] != sizes[1])):
-            return None
-        return Member(trial_id, epoch, val, test if sizes[1] else None)
-
-    def _key(self, trial_dir: Path, data: Any) -> tuple[str, int, tuple[int, int]] | None:
-        from hubtune.finetune.checkpoint import read_state
-
-        try:
-            epoch = int(read_state(trial_dir)["epoch"])
-        except Exception:  # noqa: BLE001 - an unreadable state is reported by get()
-            return None
-        test_split = getattr(data, "test", None)
-        n_test = len(test_split.labels) if test_split is not None else 0
-        return trial_dir.name, epoch, (len(data.val.labels), n_test)
-
-    def cached_member(self, trial_dir: Path, data: Any) -> Member | None:
-        """The cached member of ``trial_dir`` at its current checkpoint, or ``None``."""
-        key = self._key(trial_dir, data)
-        return None if key is None else self._cached(*key)
-
-    def is_cached(self, trial_dir: Path, data: Any) -> bool:
-        """Whether :meth:`get` would compute nothing for ``trial_dir``."""
-        return self.cached_member(trial_dir, data) is not None
-
-    def get(self, trial_dir: Path, data: Any, device: str) -> Member:
-        """The member of ``trial_dir`` (from the cache, or evaluated and stored)."""
-        from safetensors.numpy import save_file
-
-        from hubtune.core.atomic import write_json_atomic
-        from hubtune.finetune.checkpoint import read_state
-        from hubtune.tuner.export import _load_trial
-
-        trial_id = trial_dir.name
-        epoch = int(read_state(trial_dir)["epoch"])
-        test_split = getattr(data, "test", None)
-        n_test = len(test_split.labels) if test_split is not None else 0
-        hit = self._cached(trial_id, epoch, (len(data.val.labels), n_test))
+    members: list[Member] = []
+    spent: list[float] = []
+    for i, trial_dir in enumerate(candidates):
+        hit = cache.cached_member(trial_dir, data)
         if hit is not None:
-            return hit
-        _state, _config, trial = _load_trial(trial_dir, data, device)
-        val = trial_probabilities(trial, data.val)
-        test = trial_probabilities(trial, test_split) if n_test else None
-        self.root.mkdir(parents=True, exist_ok=True)
-        name = f"{trial_id}-e{epoch}.safetensors"
-        tensors = {"val": val} if test is None else {"val": val, "test": test}
-        tmp = self.root / f".{name}.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(self.root / name)
-        old = self.index.get(trial_id)
-        self.index[trial_id] = {"epoch": epoch, "file": name}
-        write_json_atomic(self.index_path, {"format_version": 1, "members": self.index}, indent=2)
-        if isinstance(old, dict) and old.get("file") != name:
-            (self.root / str(old.get("file"))).unlink(missing_ok=True)
-        self.computed.append(trial_id)
-        return Member(trial_id, epoch, val, test)
+            members.append(hit)
+            continue
+        if time_left is not None:
+            test = costs.split("test") if split_size(data, "test") else 0.0
+            reserve = (test or 0.0) * min(rounds, len(members) + 1)
+            if not next_candidate_fits(time_left(), spent, costs.split("val"), reserve):
+                rest = [cache.cached_member(t, data) for t in candidates[i + 1:]]
+                members.extend(m for m in rest if m is not None)
+                return members, 1 + sum(m is None for m in rest)
+        t0 = time.monotonic()
+        try:
+            members.append(cache.get(trial_dir, data, device))
+        except CHECKPOINT_ERRORS as exc:
+            on_broken(trial_dir.name, (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0][:300])
+        spent.append(time.monotonic() - t0)
+    return members, 0
 
 
-# ------------------------------------------------------------------ the run's ensemble
-def next_candidate_fits(time_left: float, spent: Sequence[float], have: int) -> bool:
-    """Whether one more uncached candidate may be evaluated with ``time_left`` seconds.
+def _choose(members: list[Member], labels: np.ndarray, rounds: int, metric: str,
+            cache: MemberCache, data: Any, by_id: dict[str, Path], device: str,
+            on_broken: Callable[[str, str], None], time_left: Callable[[], float] | None,
+            costs: _Costs) -> tuple[list[tuple[Member, float]], int]:
+    """Greedy weights on validation, and every chosen member scored on test.
 
-    ``spent``: seconds each candidate evaluated so far took. The first candidate
-    is always evaluated (without it there is no ensemble at all); after that a
-    candidate is only started if the slowest one so far would still end in time.
+    A chosen member whose test pass no longer fits in ``time_left`` is taken out of
+    the pool (the lowest weight first) and the weights are chosen again without it;
+    members already scored on test are never taken out. Returns (members with their
+    weights, members taken out for time); an empty list when nothing fits.
     """
-    if have == 0 or not spent:
-        return True
-    return max(spent) <= time_left
+    from hubtune.tuner.export import CHECKPOINT_ERRORS
+
+    pool, dropped = list(members), 0
+    has_test = split_size(data, "test") > 0
+    while pool:
+        weights = greedy_selection([m.val for m in pool], labels, rounds, metric)
+        chosen = [(m, w) for m, w in zip(pool, weights, strict=True) if w > 0]
+        missing = [(m, w) for m, w in chosen if m.test is None] if has_test else []
+        if not missing:
+            return chosen, dropped
+        each = costs.split("test")  # None: nothing to estimate from; fits while time is left
+        left = math.inf if time_left is None else time_left()
+        if (each is None and left > 0) or (each is not None and each * len(missing) <= left):
+            member = max(missing, key=lambda mw: mw[1])[0]
+            try:
+                cache.add_test(member, by_id[member.trial_id], data, device)
+            except CHECKPOINT_ERRORS as exc:
+                on_broken(member.trial_id, (f"{type(exc).__name__}: {exc}".splitlines()
+                                            or [""])[0][:300])
+                pool.remove(member)
+            continue
+        # the lowest weight, then the lowest-ranked candidate, leaves the pool
+        out = min(missing, key=lambda mw: (mw[1], -pool.index(mw[0])))[0]
+        pool.remove(out)
+        dropped += 1
+    return [], dropped
 
 
 def select_members(run_dir: Path, data: Any, trial_dirs: Sequence[Path], rounds: int, metric: str,
                    device: str, on_broken: Callable[[str, str], None],
-                   time_left: Callable[[], float] | None = None) -> dict[str, Any] | None:
-    """Candidates' probabilities (cached), greedy weights on val, one test score.
+                   time_left: Callable[[], float] | None = None,
+                   per_image: float | None = None,
+                   load_seconds: float = 0.5) -> dict[str, Any] | None:
+    """Candidates' validation probabilities (cached), greedy weights on val, and only the
+    chosen members scored on test.
 
     ``trial_dirs`` are best first; at most :data:`MAX_CANDIDATES` are used. A
     checkpoint that cannot be loaded is reported as ``on_broken(trial_id, reason)``
     and skipped. ``time_left`` (seconds of the run's budget left for this; ``None``:
-    no limit) stops evaluating further candidates once the next would not end in
-    time (:func:`next_candidate_fits`); the candidates are best first, so the
-    budget cuts the least promising ones, and cached ones cost nothing and are
-    always used. Returns ``None`` when no candidate loads, else a dict with
-    ``members`` (trial id, epoch, weight, count), ``val``/``test`` scores of the
-    ensemble, ``cache`` (how many members were computed / reused) and
-    ``cut_by_budget`` (candidates left out for lack of time).
+    no limit) bounds the work: a candidate is evaluated only if it and the test
+    passes of the members still fit (:func:`next_candidate_fits`; the candidates are
+    best first, so the least promising are cut; cached ones cost nothing and are
+    always used), and a chosen member whose test pass does not fit is replaced by
+    choosing again without it. ``per_image`` / ``load_seconds``: seconds per image of
+    an evaluation and per checkpoint load, measured by the search, for the estimates
+    before anything is measured here.
+
+    Returns ``None`` when no candidate loads or nothing fits in time, else a dict
+    with ``members`` (trial id, epoch, weight, count), ``val``/``test`` scores of the
+    ensemble, ``cache`` (how many candidates were evaluated / reused, and which were
+    scored on test now), ``cut_by_budget`` (candidates left unevaluated for lack of
+    time) and ``dropped_by_budget`` (chosen members left out because their test pass
+    did not fit).
     """
-    import time
-
-    from hubtune.tuner.export import CHECKPOINT_ERRORS
-
     cache = MemberCache(run_dir)
-    members: list[Member] = []
-    spent: list[float] = []
-    candidates = list(trial_dirs)[:MAX_CANDIDATES]
-    cut = 0
-    for i, trial_dir in enumerate(candidates):
-        cached = cache.is_cached(Path(trial_dir), data)
-        if (not cached and time_left is not None
-                and not next_candidate_fits(time_left(), spent, len(members))):
-            hits = [cache.cached_member(Path(t), data) for t in candidates[i:]]
-            members.extend(m for m in hits if m is not None)
-            cut = sum(m is None for m in hits)
-            break
-        t0 = time.monotonic()
-        try:
-            members.append(cache.get(Path(trial_dir), data, device))
-        except CHECKPOINT_ERRORS as exc:
-            on_broken(Path(trial_dir).name, (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0][:300])
-        if not cached:
-            spent.append(time.monotonic() - t0)
+    candidates = [Path(t) for t in list(trial_dirs)[:MAX_CANDIDATES]]
+    costs = _Costs(cache, data, per_image, load_seconds)
+    members, cut = _val_members(cache, data, candidates, rounds, device, on_broken,
+                                time_left, costs)
     if not members:
         return None
     val_labels = np.asarray(data.val.labels)
-    weights = greedy_selection([m.val for m in members], val_labels, rounds, metric)
-    chosen = [(m, w) for m, w in zip(members, weights, strict=True) if w > 0]
+    chosen, dropped = _choose(members, val_labels, rounds, metric, cache, data,
+                              {t.name: t for t in candidates}, device, on_broken, time_left, costs)
+    if not chosen:
+        return None
     out: dict[str, Any] = {
         "rounds": rounds, "metric": metric, "candidates": len(members),
         "members": [{"trial_id": m.trial_id, "epoch": m.epoch, "weight": w,
@@ -275,10 +254,11 @@ def select_members(run_dir: Path, data: Any, trial_dirs: Sequence[Path], rounds:
         "val": score_probs(weighted_average([m.val for m, _ in chosen], [w for _, w in chosen]),
                            val_labels),
         "cache": {"computed": len(cache.computed), "reused": len(members) - len(cache.computed),
-                  "computed_trials": list(cache.computed)},
-        "cut_by_budget": cut,
+                  "computed_trials": list(cache.computed),
+                  "test_computed_trials": list(cache.test_computed)},
+        "cut_by_budget": cut, "dropped_by_budget": dropped,
     }
-    if all(m.test is not None for m, _ in chosen) and getattr(data, "test", None) is not None:
+    if split_size(data, "test") and all(m.test is not None for m, _ in chosen):
         test = weighted_average([m.test for m, _ in chosen], [w for _, w in chosen])  # type: ignore[misc]
         out["test"] = score_probs(test, np.asarray(data.test.labels))
     return out
@@ -286,20 +266,24 @@ def select_members(run_dir: Path, data: Any, trial_dirs: Sequence[Path], rounds:
 
 def build_ensemble(run_dir: str | Path, data: Any, trial_dirs: Sequence[Path], *, rounds: int,
                    metric: str, device: str, on_broken: Callable[[str, str], None],
-                   time_left: Callable[[], float] | None = None) -> dict[str, Any] | None:
+                   time_left: Callable[[], float] | None = None,
+                   per_image: float | None = None,
+                   load_seconds: float = 0.5) -> dict[str, Any] | None:
     """Select the ensemble and add it to ``RUN/best`` (atomically); returns its summary.
 
-    ``time_left``: seconds of the run's budget left for evaluating candidates
+    ``time_left`` / ``per_image`` / ``load_seconds``: the time limit of the members'
+    evaluation, and the search's seconds per evaluated image and per checkpoint load
     (see :func:`select_members`).
 
     The summary (members, weights, val/test scores, inference cost) is also
     written under ``"ensemble"`` in ``best/metrics.json``. ``None``: no candidate
-    could be loaded (``best/`` is left as the single-model export).
+    could be loaded, or none fitted in time (``best/`` is left as the single-model export).
     """
     from hubtune.tuner.ensemble_export import add_ensemble_to_best
 
     run_dir = Path(run_dir)
-    summary = select_members(run_dir, data, trial_dirs, rounds, metric, device, on_broken, time_left)
+    summary = select_members(run_dir, data, trial_dirs, rounds, metric, device, on_broken,
+                             time_left, per_image, load_seconds)
     if summary is None:
         return None
     by_id = {Path(t).name: Path(t) for t in trial_dirs}

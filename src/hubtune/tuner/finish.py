@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -181,25 +182,76 @@ def export(end: RunEnd, ranked: list[str]) -> tuple[str | None, dict[str, Any]]:
     return chosen, metrics
 
 
+def export_plan(settings: RunSettings, ds: Any) -> Any:
+    """What the end of the run will evaluate (split sizes, ``--ensemble K``): the
+    :class:`~hubtune.search.budget.ExportPlan` whose allowance the search keeps back."""
+    from hubtune.search.budget import ExportPlan
+    from hubtune.tuner.ensemble import MAX_CANDIDATES
+    from hubtune.tuner.ensemble_cache import split_size
+
+    return ExportPlan(n_val=split_size(ds, "val"), n_test=split_size(ds, "test"),
+                      ensemble=settings.ensemble, budget=settings.budget,
+                      max_candidates=MAX_CANDIDATES)
+
+
 def ensemble(end: RunEnd, trial_dirs: list[Path], metrics: dict[str, Any]) -> None:
-    """Add the greedy ensemble of the trained trials to ``best/`` (``metrics["ensemble"]``)."""
+    """Add the greedy ensemble of the trained trials to ``best/`` (``metrics["ensemble"]``).
+
+    The members' evaluation is bounded by the budget left, less what writing the
+    members, measuring their latency and the report are expected to take
+    (:meth:`~hubtune.search.budget.ExportPlan.tail_seconds`): fewer candidates, fewer
+    members, or no ensemble (the single model) rather than an overrun.
+    """
+    from hubtune.search.budget import eval_seconds_per_image, load_seconds
     from hubtune.tuner.ensemble import build_ensemble
     from hubtune.tuner.export import CHECKPOINT_ERRORS  # includes ExportError
 
+    broken_ids: list[str] = []
+
     def broken(trial_id: str, reason: str) -> None:
+        broken_ids.append(trial_id)
         end.note("broken_checkpoint", trial_id=trial_id, reason=reason)
 
     s = end.settings
+    plan = export_plan(s, end.ds)
+    per_image = eval_seconds_per_image(end.loop.results, plan.n_val)
+    load = load_seconds(end.loop.results)
+    if load is not None:
+        plan = replace(plan, load_seconds=load)
+    tail = plan.tail_seconds(per_image or 0.0, min(s.ensemble, len(trial_dirs)))
+    started = end.loop.elapsed()
+
+    def time_left() -> float:
+        return s.budget - end.loop.elapsed() - tail
+
     try:
         summary = build_ensemble(end.out, end.ds, trial_dirs, rounds=s.ensemble,
-                                 metric=s.metric, device=s.device, on_broken=broken)
+                                 metric=s.metric, device=s.device, on_broken=broken,
+                                 time_left=time_left, per_image=per_image,
+                                 load_seconds=plan.load_seconds)
     except CHECKPOINT_ERRORS as exc:
         summary = None
         end.on_event("notice", {"message": f"the ensemble was not exported: {exc}"})
-    if summary is not None:
-        metrics["ensemble"] = summary
-        end.note("ensemble", members=len(summary["members"]),
-                 computed=summary["cache"]["computed"])
+    else:
+        if summary is None:
+            why = (f"no candidate's checkpoint could be loaded ({len(broken_ids)} broken)"
+                   if broken_ids and time_left() > 0
+                   else "the budget left no time to evaluate its candidates")
+            end.on_event("notice", {"message": f"no ensemble: {why}; best/ holds the single model"})
+    seconds = round(end.loop.elapsed() - started, 3)
+    if summary is None:
+        end.note("ensemble", members=0, seconds=seconds, time_left=round(time_left(), 3))
+        return
+    metrics["ensemble"] = summary
+    end.note("ensemble", members=len(summary["members"]), computed=summary["cache"]["computed"],
+             test_computed=len(summary["cache"]["test_computed_trials"]),
+             cut_by_budget=summary["cut_by_budget"],
+             dropped_by_budget=summary["dropped_by_budget"], seconds=seconds)
+    if summary["cut_by_budget"] or summary["dropped_by_budget"]:
+        end.on_event("notice", {"message": (
+            f"the budget cut the ensemble: {summary['cut_by_budget']} candidate(s) not "
+            f"evaluated, {summary['dropped_by_budget']} member(s) left out; "
+            f"{len(summary['members'])} member(s) exported")})
 
 
 def _result(end: RunEnd, best_dir: Path | None, metrics: dict[str, Any],
@@ -219,12 +271,34 @@ def _result(end: RunEnd, best_dir: Path | None, metrics: dict[str, Any],
     )
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch CPU threads (``None``: as they are), restored afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    try:
+        if n is not None:
+            torch.set_num_threads(int(n))
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def finish_run(end: RunEnd) -> SearchResult:
     """Export the best trial with a loadable checkpoint to ``best/``; write ``result.json``.
 
     The trials are tried best-first: one whose checkpoint cannot be loaded is
     journalled (``broken_checkpoint``) and announced, and the next is exported.
+    Everything runs with the run's ``--threads``, as the trials' epochs did: on a
+    busy machine more threads than asked for made the evaluations here several
+    times slower than the search's own.
     """
+    with torch_threads(end.settings.num_threads):
+        return _finish_run(end)
+
+
+def _finish_run(end: RunEnd) -> SearchResult:
     from hubtune.tuner.bestdir import fingerprint, recover_best
     from hubtune.tuner.report import build_report
 

@@ -25,7 +25,7 @@ from typing import Any
 from hubtune.core.errors import RunError
 from hubtune.protocol.steps import StepResult
 from hubtune.tuner.continuation import _ContinuationGuard
-from hubtune.tuner.finish import RunEnd, finish_run
+from hubtune.tuner.finish import RunEnd, export_plan, finish_run
 from hubtune.tuner.results import SearchResult  # re-exported: its home was here
 from hubtune.tuner.settings import (  # noqa: F401  (re-exported: their home was here)
     DEFAULT_CPU_IMAGE_SIZE,
@@ -234,7 +234,8 @@ class HubTuner:
         executor = self._executor(settings, trainer, evaluator)
         self._loop = None
         try:
-            self._loop = loop = self._search_loop(settings, optimizer, evaluator, executor, store)
+            self._loop = loop = self._search_loop(settings, optimizer, evaluator, executor, store,
+                                                  allowance=export_plan(settings, ds))
             loop.start_clock(self._t0)  # data loading and setup count against the budget
             outcome = loop.run()
             return finish_run(RunEnd(
@@ -305,8 +306,9 @@ class HubTuner:
         return trainer
 
     def _search_loop(self, settings: RunSettings, optimizer: Any, evaluator: Any,
-                     executor: Any, store: Any) -> Any:
-        """The journaled search loop of this run, feeding the trackers and the disk quota."""
+                     executor: Any, store: Any, allowance: Any = None) -> Any:
+        """The journaled search loop of this run, feeding the trackers and the disk quota;
+        ``allowance``: the time kept back for the export and ensemble (``export_plan``)."""
         from hubtune.search.loop import SearchLoop
 
         def after_result(result: StepResult, incumbent: Any) -> None:
@@ -326,6 +328,7 @@ class HubTuner:
         loop = SearchLoop(
             self.out, optimizer, evaluator, settings.budget, settings=settings.to_dict(),
             on_event=on_event, after_result=after_result, executor=executor,
+            **({} if allowance is None else {"export_allowance": allowance}),
         )
         return loop
 
