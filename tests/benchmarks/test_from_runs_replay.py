@@ -5,12 +5,10 @@ replayed on them (``hubtune run --surrogate`` refuses that data too)."""
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 from hubtune.metadata import DatasetRuns, MetaDataset
 from hubtune.space.config import Config
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import ROOT
 
 
 def _module():

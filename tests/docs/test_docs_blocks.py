@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import typer
 
-from docs_blocks import REGISTRY, ROOT, RUN, all_blocks
 from hubtune.cli import app
+from tests.helpers.docs_blocks import REGISTRY, ROOT, RUN, all_blocks
 
 
 def test_every_block_is_registered_and_every_entry_names_a_block() -> None:

@@ -7,7 +7,7 @@ the markdown with :func:`block` and runs it for real, with tiny settings where t
 documented ones take minutes), or ``not run`` with the reason (output samples,
 signatures, hours-long benchmarks, GPU clusters, installers). A block missing
 from the registry, or a registry entry whose block is gone, fails
-``tests/test_docs_blocks.py``: a new example needs a test or a stated reason.
+``tests/docs/test_docs_blocks.py``: a new example needs a test or a stated reason.
 Even blocks that are not run have every ``hubtune`` command line checked against
 the CLI's real options there.
 """
@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import ROOT
+
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
@@ -70,7 +71,7 @@ def block(doc: str, first_line: str) -> Block:
     return found[0]
 
 
-EX = "tests/test_docs_examples.py::"
+EX = "tests/docs/test_docs_examples.py::"
 RUN, NOT_RUN = "run", "not run"
 
 REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
@@ -82,7 +83,7 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
     ("README.md", "from hubtune import HubTuner"):
         (RUN, EX + "test_readme_python_api"),
     ("README.md", "pip install -e '.[ray]'"):
-        (NOT_RUN, "CUDA GPUs and a Ray cluster; --workers on CPU is run by tests/test_run_ray.py"),
+        (NOT_RUN, "CUDA GPUs and a Ray cluster; --workers on CPU is run by tests/e2e/test_run_ray.py"),
     # ---------------------------------------------------------------- docs/api.md
     ("docs/api.md", "from hubtune import HubTuner, load, SearchResult"):
         (RUN, EX + "test_api_example"),
@@ -94,12 +95,12 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
     ("docs/benchmark.md", "hubtune bench --metadata ../shared/metadata/quicktune-extended \\"):
         (RUN, EX + "test_benchmark_commands"),
     ("docs/benchmark.md", "OMP_NUM_THREADS=1 python -m hubtune.bench.parallel --metadata ../shared/metadata/quicktune-extended \\"):
-        (NOT_RUN, "the parallel benchmark takes hours (tests/test_bench_parallel.py runs it on a small grid)"),
+        (NOT_RUN, "the parallel benchmark takes hours (tests/bench/test_bench_parallel.py runs it on a small grid)"),
     # ---------------------------------------------------------------- docs/constraints.md
     ("docs/constraints.md", "hubtune run path/to/images --out runs/edge --budget 30m --max-latency-ms 15          # batch-1 forward pass on --device"):
         (RUN, EX + "test_constraints_commands"),
     ("docs/constraints.md", "hubtune run digits:200 --out runs/constrained --budget 20 --hub test --models test_resnet,test_efficientnet,test_nfnet --max-epochs 2 --image-size 32 --no-pretrained --threads 1 --optimizer asha --max-params 0.4"):
-        (RUN, "tests/test_constraints.py::test_docs_max_params_example_never_trains_a_violating_model"),
+        (RUN, "tests/tuner/test_constraints.py::test_docs_max_params_example_never_trains_a_violating_model"),
     ("docs/constraints.md", "error: every model violates the deployment limits (--max-latency-ms 0.0001): the fastest, test_efficientnet, has 1.16 ms; relax a limit or choose other models"):
         (RUN, EX + "test_constraints_commands"),
     ("docs/constraints.md", "python benchmarks/latency_repeatability.py --image-size 64 --threads 1 --repeats 3"):
@@ -113,7 +114,7 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
     ("docs/ensemble.md", "hubtune run digits:600 --out runs/digits --hub test --no-pretrained --image-size 32 \\"):
         (RUN, EX + "test_ensemble_example"),
     ("docs/ensemble.md", "import json, timm, torch"):
-        (RUN, "tests/test_ensemble.py::test_predictions_equal_the_weighted_average_of_plain_timm_members"),
+        (RUN, "tests/tuner/test_ensemble.py::test_predictions_equal_the_weighted_average_of_plain_timm_members"),
     ("docs/ensemble.md", "for S in 0 1 2; do"):
         (NOT_RUN, "the measurement: nine 4-minute runs; its commands' options are checked"),
     ("docs/ensemble.md", "python benchmarks/ensemble_vs_single.py runs/ens/*"):
@@ -127,13 +128,13 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
         (RUN, EX + "test_export_examples"),
     # ---------------------------------------------------------------- docs/from-runs.md
     ("docs/from-runs.md", "hubtune run digits:300 --out runs/digits --hub test --models test_resnet,test_convnext,test_efficientnet --no-pretrained --image-size 32 --max-epochs 3 --budget 30 --threads 1 --log quiet"):
-        (RUN, "tests/test_from_runs_docs.py::test_the_documented_example_runs"),
+        (RUN, "tests/docs/test_from_runs_docs.py::test_the_documented_example_runs"),
     ("docs/from-runs.md", "hubtune run digits:500 --out runs/digits-500 --hub test --models test_resnet,test_convnext,test_efficientnet --no-pretrained --image-size 32 --max-epochs 3 --budget 30 --threads 1 --log quiet --surrogate my-surrogate"):
-        (RUN, "tests/test_from_runs_docs.py::test_the_documented_example_runs"),
+        (RUN, "tests/docs/test_from_runs_docs.py::test_the_documented_example_runs"),
     ("docs/from-runs.md", "error: --surrogate /abs/my-surrogate was meta-trained on the same source data (digits) (dataset 'digits-300' from run folder /abs/runs/digits); searching it with that surrogate would reuse its own learning curves: use a surrogate trained without it, or other data"):
-        (RUN, "tests/test_from_runs_docs.py::test_the_documented_example_runs"),
+        (RUN, "tests/docs/test_from_runs_docs.py::test_the_documented_example_runs"),
     ("docs/from-runs.md", "from hubtune.metagen.runfolder import load_run_folders"):
-        (RUN, "tests/test_from_runs_docs.py::test_the_documented_example_runs"),
+        (RUN, "tests/docs/test_from_runs_docs.py::test_the_documented_example_runs"),
     ("docs/from-runs.md", "hubtune metatrain --from-runs runs/a runs/b [--metadata DIR ...] --out DIR"):
         (NOT_RUN, "a synopsis (its options are checked)"),
     # ---------------------------------------------------------------- docs/hub.md
@@ -142,18 +143,18 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
     ("docs/hub.md", "hubtune hub list                    # every registered model"):
         (RUN, EX + "test_hub_examples"),
     ("docs/hub.md", "python -m hubtune.hub.build_descriptors      # ~30 s on a CPU; writes src/hubtune/assets/hub/descriptors.json"):
-        (NOT_RUN, "rewrites a shipped asset of the source tree (tests/test_hub.py checks the descriptors)"),
+        (NOT_RUN, "rewrites a shipped asset of the source tree (tests/hub/test_hub.py checks the descriptors)"),
     # ---------------------------------------------------------------- docs/integrations.md
     ("docs/integrations.md", "pip install 'hubtune[tensorboard]' 'hubtune[mlflow]'"):
         (RUN, EX + "test_integrations_log_to_example"),
     ("docs/integrations.md", "import json"):
-        (RUN, "tests/test_integrations_docs.py::test_the_ray_tune_example_runs"),
+        (RUN, "tests/docs/test_integrations_docs.py::test_the_ray_tune_example_runs"),
     # ---------------------------------------------------------------- docs/metadata-format.md
     ("docs/metadata-format.md", "from hubtune.metadata import load_metadata"):
         (RUN, EX + "test_metadata_format_example"),
     ("docs/metadata-format.md", "{"):
         (NOT_RUN, "an excerpt of metadata.json ('...' stands for the rest); "
-                  "tests/test_metadata.py round-trips the real format"),
+                  "tests/metadata/test_metadata.py round-trips the real format"),
     # ---------------------------------------------------------------- docs/metadata-generate.md
     ("docs/metadata-generate.md", "hubtune metadata generate --datasets fashion-mnist:600,animal-mnist:600,digits \\"):
         (RUN, EX + "test_metadata_generate_example"),
@@ -162,7 +163,7 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
     ("docs/metadata-generate.md", "dataset                      planned   ok diverged failed    best    run s"):
         (RUN, EX + "test_metadata_generate_example"),  # generate's end-of-run table: header checked
     ("docs/metadata-generate.md", "# from scratch, on the generated data alone or mixed with the Quick-Tune meta-dataset"):
-        (NOT_RUN, "metatrain variants (tests/test_metadata_generate.py runs all three on generated data; "
+        (NOT_RUN, "metatrain variants (tests/metagen/test_metadata_generate.py runs all three on generated data; "
                   "options checked)"),
     ("docs/metadata-generate.md", "OMP_NUM_THREADS=1 HUBTUNE_OFFLINE=1 hubtune metadata generate \\"):
         (NOT_RUN, "the measurement: about an hour of offline-hub training (options checked)"),
@@ -182,10 +183,10 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
     ("docs/optimizer.md", "python -m hubtune.surrogate.evaluate unseen-models \\"):
         (NOT_RUN, "meta-trains surrogates without the named models (hours)"),
     ("docs/optimizer.md", "python benchmarks/optimizer_overhead.py --epochs 100,500,1000,2000 --decisions 15"):
-        (NOT_RUN, "the overhead measurement (minutes; tests/test_quicktune.py bounds the overhead)"),
+        (NOT_RUN, "the overhead measurement (minutes; tests/optim/test_quicktune.py bounds the overhead)"),
     # ---------------------------------------------------------------- docs/parallel.md
     ("docs/parallel.md", "pip install 'hubtune[ray]'          # plain `ray`, no dashboard extras"):
-        (NOT_RUN, "GPUs and clusters; --workers on CPU is run by tests/test_run_ray.py (options checked)"),
+        (NOT_RUN, "GPUs and clusters; --workers on CPU is run by tests/e2e/test_run_ray.py (options checked)"),
     # ---------------------------------------------------------------- docs/peers.md
     ("docs/peers.md", "scripts/setup-peers-venv.sh --bench-into \"$VENV\"   # DEHB, SMAC3, Optuna into hubtune's venv"):
         (NOT_RUN, "installs packages into a virtual environment"),
@@ -193,9 +194,9 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
     ("docs/trainer.md", "from hubtune.data import load_dataset"):
         (RUN, EX + "test_trainer_example"),
     ("docs/trainer.md", "hubtune finetune DATA --model NAME [--config cfg.json] [--epochs N] [--max-epochs M]"):
-        (NOT_RUN, "a synopsis (options checked; tests/test_finetune_cli.py runs the commands)"),
+        (NOT_RUN, "a synopsis (options checked; tests/commands/test_finetune_cli.py runs the commands)"),
     ("docs/benchmarks/parallel/README.md", "OMP_NUM_THREADS=1 python -m hubtune.bench.parallel --metadata ../shared/metadata/quicktune-extended \\"):
-        (NOT_RUN, "the parallel benchmark takes hours (tests/test_bench_parallel.py runs it on a small grid)"),
+        (NOT_RUN, "the parallel benchmark takes hours (tests/bench/test_bench_parallel.py runs it on a small grid)"),
     # ---------------------------------------------------------------- docs/benchmarks/README.md
     ("docs/benchmarks/README.md", "OMP_NUM_THREADS=1 hubtune bench --metadata ../shared/metadata/quicktune-extended \\"):
         (NOT_RUN, "the published benchmark (hours; options checked)"),

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from hubtune.cli import app
 from hubtune.tuner.push import PushError, plan_push, push
-from run_helpers import finished_run, one_model_defaults_args
+from tests.helpers.run import finished_run, one_model_defaults_args
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from docs_blocks import ROOT, block
 from hubtune.cli import app
-from test_run_e2e import make_folder
+from tests.helpers.docs_blocks import ROOT, block
+from tests.helpers.run import make_folder
 
 SHARED = ROOT.parent / "shared" / "metadata" / "quicktune-extended"
 TEST_MODELS = "test_resnet,test_efficientnet"
@@ -297,7 +297,7 @@ def test_export_examples(images):
         ran.append(args[args.index("--format") + 1])
     assert ran == ["onnx", "torchscript"]
     assert Path("RUN/best/model.onnx").is_file() and Path("model.pt").is_file()
-    # push: the dry run for real; the upload line needs the Hub (tests/test_push.py)
+    # push: the dry run for real; the upload line needs the Hub (tests/tuner/test_push.py)
     dry, upload = block("docs/export.md", "hubtune push RUN").commands()
     assert "--dry-run" in dry and "--dry-run" not in upload
     out = cli(words(dry))
