@@ -8,7 +8,7 @@ demo:
 	@v=$$(scripts/setup-env.sh | tail -n 1) && $$v/bin/hubtune run fashion-mnist:2000 --hub offline --budget 8m --max-epochs 8 --out runs/demo
 
 test:
-	@v=$$(scripts/setup-env.sh --with-peers | tail -n 1) && $$v/bin/ruff check src tests benchmarks && $$v/bin/python -m pytest -q
+	@v=$$(scripts/setup-env.sh --with-peers | tail -n 1) && $$v/bin/ruff check src tests benchmarks && $$v/bin/python -m pytest -q --durations=15
 
 # While iterating: the suite without the tests marked slow (tests/conftest.py).
 test-quick:
