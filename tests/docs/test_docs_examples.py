@@ -263,7 +263,7 @@ def test_data_example():
 # ------------------------------------------------------------------ docs/ensemble.md
 def test_ensemble_example():
     """The example run (25 s instead of 90), predict with and without --single, and the
-    measurement's benchmark script on that run."""
+    measurements' benchmark scripts (ensemble.md, from-runs.md) on that run."""
     lines = block("docs/ensemble.md", "hubtune run digits:600 --out runs/digits").commands()
     make_images("photos/")
     run_args = words(lines[0])
@@ -278,6 +278,10 @@ def test_ensemble_example():
     out = script([str(ROOT / args[0]), "runs/digits"])
     assert re.search(r"^digits\s+269\s", out, re.M), out
     assert "paired test top-1 difference" in out and "budget used at most" in out
+    # docs/from-runs.md's search comparison script, on the same run
+    (search,) = block("docs/from-runs.md", "python benchmarks/from_runs_search.py").commands("python")
+    out = script([str(ROOT / shlex.split(search)[1]), "runs/digits"])
+    assert re.search(r"^digits\s+default\s+test_\w+", out, re.M), out
 
 
 # ------------------------------------------------------------------ docs/export.md

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +40,18 @@ def test_the_documented_example_runs(tmp_path, monkeypatch):
     assert "meta-trained on the same source data (digits)" in res.output
     assert str(Path("runs/digits").resolve()) in res.output
     assert not Path("runs/digits-500/run.json").exists()
+    # the replay of the measurement, on these three folders (30 s simulated, one seed)
+    m = re.search(r"```bash\npython benchmarks/from_runs_replay.py (.*?)\n```",
+                  DOC.read_text(encoding="utf-8"))
+    args = shlex.split(m.group(1))
+    args = [a for a in args if "*" not in a]  # the measurement's run folders
+    args[args.index("--budget") + 1], args[args.index("--seeds") + 1] = "30", "0"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "from_runs_replay.py"),
+                           "runs/digits", "runs/animal", "runs/fashion", *args], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| horizon | qt_shipped | qt_specialised |" in proc.stdout
+    assert "held out together: " in proc.stdout

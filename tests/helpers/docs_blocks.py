@@ -135,6 +135,13 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
         (RUN, "tests/docs/test_from_runs_docs.py::test_the_documented_example_runs"),
     ("docs/from-runs.md", "from hubtune.metagen.runfolder import load_run_folders"):
         (RUN, "tests/docs/test_from_runs_docs.py::test_the_documented_example_runs"),
+    ("docs/from-runs.md", 'H="runs/ens/animal-mnist-3000-s0 runs/ens/animal-mnist-3000-s1 runs/ens/animal-mnist-3000-s2 runs/ens/digits-s0 runs/ens/digits-s1 runs/ens/digits-s2"'):
+        (NOT_RUN, "the measurement: nine 4-minute searches (options checked; the same commands on "
+                  "tiny data are the example above)"),
+    ("docs/from-runs.md", "python benchmarks/from_runs_search.py runs/fr/fashion-default-s* runs/fr/fashion-runs-s* runs/fr/fashion-runs-offline-s*"):
+        (RUN, EX + "test_ensemble_example"),
+    ("docs/from-runs.md", "python benchmarks/from_runs_replay.py runs/ens/* runs/fr/fashion-* --budget 4m --seeds 0,1,2 --out frr"):
+        (RUN, "tests/docs/test_from_runs_docs.py::test_the_documented_example_runs"),
     ("docs/from-runs.md", "hubtune metatrain --from-runs runs/a runs/b [--metadata DIR ...] --out DIR"):
         (NOT_RUN, "a synopsis (its options are checked)"),
     # ---------------------------------------------------------------- docs/hub.md
