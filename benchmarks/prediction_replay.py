@@ -1,0 +1,145 @@
+"""Replay real runs' journals through a surrogate: how well would it have predicted each step?
+
+    python benchmarks/prediction_replay.py RUN_DIR [RUN_DIR ...] [--surrogate DIR] [--no-calibration]
+
+For each ``hubtune run`` folder, a fresh Quick-Tune optimizer with the run's
+settings (schedule over ``--max-epochs``, the validation split's size) and the
+given surrogate (default: the one the run searched with) is told the run's
+journaled results in order. Before each result it predicts that step's score
+at its target epoch, conditioned on exactly what the run had observed before
+it, with this run's per-task calibration as the optimizer would apply it. The
+steps are the run's own (any optimizer's, e.g. a ``defaults`` baseline's), so
+different surrogates are compared on the same decisions, offline and without
+training anything. Figures (coverage of +-1 std, signed and absolute error, for
+new configs, new configs after 5 observed epochs, continuations) are those of
+``benchmarks/calibration.py``.
+
+Use it to compare surrogates on runs of data they were not trained on
+(``hubtune run --surrogate`` refuses a surrogate trained on the same data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from calibration import Point, format_table, report  # noqa: E402
+
+
+def _val_size(run_dir: Path, fingerprint: str | None) -> int | None:
+    """Validation images of the run's data, from its decoded-data cache (None if gone)."""
+    from safetensors import safe_open
+
+    path = run_dir / "data-cache" / f"{fingerprint}.safetensors"
+    if not fingerprint or not path.is_file():
+        return None
+    with safe_open(str(path), "pt") as fh:
+        return int(fh.get_slice("val.labels").get_shape()[0])
+
+
+def _optimizer(run_dir: Path, surrogate_dir: str | None, calibrate: bool, noise_sd: float | None = None) -> Any:
+    from hubtune.hub import get_descriptor
+    from hubtune.metagen.runfolder import _data_cache
+    from hubtune.optim.quicktune import QuickTune, QuickTuneSettings
+    from hubtune.surrogate.cache import default_surrogate_dir, load_default_surrogate
+
+    settings = json.loads((run_dir / "run.json").read_text())
+    fingerprint, meta = _data_cache(run_dir)
+    sur_dir = surrogate_dir or settings.get("surrogate") or str(default_surrogate_dir(settings["models"]))
+    qs = QuickTuneSettings(schedule_epochs=int(settings["max_epochs"]), val_size=_val_size(run_dir, fingerprint))
+    if not calibrate:
+        qs.calibrate_new = qs.calibrate_continue = None
+    surrogate = load_default_surrogate(sur_dir)
+    if noise_sd is not None:  # a what-if of the GP's observation noise (the cached surrogate is copied)
+        import copy
+
+        surrogate = copy.deepcopy(surrogate)
+        surrogate.likelihood.noise = max(noise_sd, 1e-4) ** 2
+    return QuickTune(surrogate, max_epochs=int(settings["max_epochs"]),
+                     candidates=[], meta_features=meta,
+                     descriptors={m: get_descriptor(m) for m in settings["models"]}, settings=qs)
+
+
+def _predict(qt: Any, trial_id: str, to_epoch: int) -> tuple[float, float, float, float] | None:
+    """(mean, std, noise std, GP mean, GP predictive sd) of ``trial_id``'s score at ``to_epoch``,
+    as the optimizer would compute it now (calibrated; the last two uncalibrated)."""
+    from hubtune.optim.quicktune.calibration import predictive_sd
+    from hubtune.surrogate.features import assemble_rows
+
+    i = qt.pool.index[trial_id]
+    t = qt.pool.trials[i]
+    if to_epoch <= t.epoch:
+        return None
+    row = assemble_rows(qt.pool.static[[i]], np.asarray([t.epoch]), np.asarray([to_epoch]), t.curve[None],
+                        qt.settings.schedule_epochs)
+    x_obs, y_obs = qt._observations()
+    m, sd = qt.surrogate.predict(x_obs, y_obs, row.astype(np.float32), extra_noise=qt._sampling_noise(y_obs))
+    m = np.minimum(m, 1.0)
+    cm, cs = qt._calibrated(m, sd, np.asarray([t.epoch > 0]))
+    noise_var = float(qt._noise_var(m)[0])
+    return float(cm[0]), float(cs[0]), noise_var ** 0.5, float(m[0]), predictive_sd(float(sd[0]), noise_var)
+
+
+def replay(run_dir: Path, surrogate_dir: str | None, calibrate: bool = True,
+           noise_sd: float | None = None) -> list[Point]:
+    """The replayed predictions of every step of ``run_dir`` that reached its target epoch."""
+    from hubtune.search.journal import Journal
+    from hubtune.space.config import Config
+
+    qt = _optimizer(run_dir, surrogate_dir, calibrate, noise_sd)
+    points: list[Point] = []
+    for e in Journal(run_dir / "journal.jsonl"):
+        if e.get("event") != "result":
+            continue
+        step = e["step"]
+        tid, to_epoch = str(step["trial_id"]), int(step.get("to_epoch") or 0)
+        config = Config.from_dict(step["config"])
+        if tid not in qt.pool:
+            qt.pool.add([(tid, config)])
+        observed_before = sum(t.epoch for t in qt.pool.trials)
+        kind = "continuation" if qt.pool[tid].epoch > 0 else "new"
+        pred = _predict(qt, tid, to_epoch) if to_epoch else None
+        records = [(int(r["epoch"]), float(r.get("score", float("nan"))),
+                    float(r.get("train_seconds", 0.0)) + float(r.get("eval_seconds", 0.0)))
+                   for r in e.get("records") or []]
+        at = [s for ep, s, _ in records if ep == to_epoch]
+        if pred is not None and at and np.isfinite(at[-1]):
+            points.append(Point(kind, pred[0], pred[1], pred[2], at[-1], observed_before))
+        qt._apply(tid, config, records, str(e.get("status", "ok")), float(e.get("seconds", 0.0)),
+                  None, to_epoch or None, None if pred is None else (pred[3], pred[4]))
+    return points
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--surrogate", default=None, help="surrogate folder (default: each run's own)")
+    ap.add_argument("--no-calibration", action="store_true", help="the GP's predictions, uncalibrated")
+    ap.add_argument("--gp-noise-sd", type=float, default=None,
+                    help="what-if: the GP's learnt observation-noise std (fraction) set to this")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--quiet", action="store_true", help="only the pooled table")
+    args = ap.parse_args()
+    pooled: list[Point] = []
+    out: dict[str, Any] = {"runs": {}}
+    for run in args.runs:
+        pts = replay(run, args.surrogate, not args.no_calibration, args.gp_noise_sd)
+        pooled += pts
+        out["runs"][str(run)] = rep = report(pts, 0)
+        if not args.quiet:
+            print(format_table(str(run), rep))
+    out["pooled"] = rep = report(pooled, 0)
+    print(format_table(f"pooled over {len(args.runs)} runs (surrogate: {args.surrogate or 'each run own'})", rep))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""benchmarks/prediction_replay.py: replaying a run's journal reproduces the predictions it made."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from calibration import read_points  # noqa: E402
+from prediction_replay import replay  # noqa: E402
+from run_helpers import finished_run  # noqa: E402
+
+
+@pytest.mark.slow  # a real 60 s run
+def test_replay_reproduces_the_journaled_predictions_and_differs_without_calibration(tmp_path):
+    def args(data: Path, out: Path) -> list[str]:
+        return ["run", str(data), "--out", str(out), "--budget", "60", "--hub", "test",
+                "--models", "test_resnet,test_efficientnet", "--max-epochs", "3", "--image-size", "24",
+                "--optimizer", "quicktune", "--no-pretrained", "--threads", "1", "--log", "plain"]
+
+    _, run = finished_run(tmp_path, args, per_class=12, size=24)
+    journaled, _ = read_points(run / "journal.jsonl")
+    replayed = replay(run, None)
+    assert len(journaled) >= 2 and len(replayed) == len(journaled)
+    for a, b in zip(replayed, journaled, strict=True):
+        assert (a.kind, a.observed, a.observed_before) == (b.kind, b.observed, b.observed_before)
+        assert a.mean == pytest.approx(b.mean, abs=1e-5) and a.std == pytest.approx(b.std, abs=1e-5)
+        assert a.noise_std == pytest.approx(b.noise_std, abs=1e-5)
+    # the what-if noise changes the predictions after the first observation
+    changed = replay(run, None, noise_sd=0.2)
+    assert any(abs(a.std - b.std) > 1e-4 for a, b in zip(changed[1:], replayed[1:], strict=True))
