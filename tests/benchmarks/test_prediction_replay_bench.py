@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from tests.helpers.paths import BENCHMARKS
+from tests.helpers.run import finished_run
+
+sys.path.insert(0, str(BENCHMARKS))
 
 from calibration import read_points  # noqa: E402
 from prediction_replay import replay  # noqa: E402
-from run_helpers import finished_run  # noqa: E402
 
 
 @pytest.mark.slow  # a real 60 s run

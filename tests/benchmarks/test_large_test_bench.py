@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from tests.helpers.paths import BENCHMARKS
+
+sys.path.insert(0, str(BENCHMARKS))
 
 from hubtune.data.builtin import plan_builtin  # noqa: E402
 from large_test import TEST_FRACTION, VAL_FRACTION, heldback_rows  # noqa: E402
