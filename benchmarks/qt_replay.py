@@ -154,6 +154,23 @@ def print_summary(s: dict) -> None:
                                                       for row in v["per_surrogate_seed"]))
 
 
+def speedups(parallel, sequential, variants: list[str], surrogate_seeds: list[int], budget: float) -> dict:
+    """Per variant: its 1-worker mean regret at the budget (the target), the first time its
+    parallel mean regret curve (over all its cells) is at or below it, and budget / that time."""
+    from hubtune.bench.parallel_stats import time_to_mean_regret
+
+    out = {}
+    for v in variants:
+        names = {method_name(v, ss) for ss in surrogate_seeds}
+        par = [t for t in parallel if t.method in names]
+        seq = [t for t in sequential if t.method in names]
+        target = float(np.mean([t.regret_at(budget) for t in seq]))
+        t_hit = time_to_mean_regret(par, target)
+        out[v] = {"target": target, "time_s": t_hit, "speedup": budget / t_hit if t_hit > 0 else float("inf"),
+                  "final": float(np.mean([t.regret_at(budget) for t in par]))}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--metadata", default="../shared/metadata/quicktune-extended")
@@ -165,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", action="append", required=True, help="NAME=JSON settings overrides; first = reference")
     ap.add_argument("--surrogate-seeds", default="0", help="comma-separated meta-training seeds of the fold surrogates")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--speedup", action="store_true",
+                    help="with --workers N > 1: also run (or reuse) the 1-worker grid and print when each "
+                         "variant's N-worker mean regret curve first reaches its own 1-worker final mean")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--rerun", default="", help="comma-separated variant names to recompute")
     ap.add_argument("--json", default=None)
@@ -203,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     summary.update({"budget_s": budget, "seeds": seeds, "surrogate_seeds": sseeds, "workers": args.workers,
                     "overrides": dict(variants), "reused_cells": reused})
     print_summary(summary)
+    if args.speedup and args.workers > 1:
+        one = BenchSettings(metadata=args.metadata, budget=budget, workers=1)
+        base, failures, _ = run_grid(one, methods, datasets, seeds, Path(args.out), jobs=args.jobs, progress=progress)
+        if failures:
+            return 1
+        summary["speedup"] = speedups(trajs, base, [n for n, _ in variants], sseeds, budget)
+        for name, sp in summary["speedup"].items():
+            print(f"{name}: 1-worker final mean {sp['target']:.4f}; {args.workers} workers reach it at "
+                  f"{sp['time_s']:.0f} s = {sp['speedup']:.2f}x sooner ({args.workers}-worker final {sp['final']:.4f})")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
     return 0

@@ -15,6 +15,7 @@ from hubtune.optim.quicktune.acquisition import (
     cost_scaled,
     expected_improvement,
     improvement_bar,
+    lift_to_trial_value,
     tie_break,
     win_probability,
 )
@@ -282,6 +283,43 @@ class QuickTune:
                                            extra_noise=self._sampling_noise(y_all))
         return self.settings.lookahead * expected_improvement(np.minimum(mean, 1.0), std, best)
 
+    def _installment_query(self, j: int, trial_idx: np.ndarray, ks: np.ndarray) -> int:
+        """The query of the installment of the chosen query ``j`` (``installment_growth``)."""
+        g = self.settings.installment_growth
+        if g is None:
+            return j
+        same = np.flatnonzero(trial_idx == trial_idx[j])
+        k = budget.installment(int(ks[j]), self.pool.trials[trial_idx[j]].epoch, [int(ks[i]) for i in same], g)
+        return int(same[np.flatnonzero(ks[same] == k)[0]])
+
+    def _end_queries(self, open_idx: list[int], caps: list[int | None]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(open trial indices, the furthest epoch each can reach, its query rows): the end of
+        its schedule, or the last epoch the budget holds (``caps``)."""
+        trials = self.pool.trials
+        idx = np.asarray(open_idx)
+        epochs = np.asarray([trials[i].epoch for i in open_idx])
+        reach = np.asarray([self.max_epochs if c is None else min(self.max_epochs, trials[i].epoch + c)
+                            for i, c in zip(open_idx, caps, strict=True)])
+        reach = np.maximum(reach, epochs + 1)  # a trial with nothing left in budget has no allowed step anyway
+        curves = np.stack([trials[i].curve for i in open_idx])
+        rows = assemble_rows(self.pool.static[idx], epochs, reach, curves, self.settings.schedule_epochs)
+        return idx, reach, rows
+
+    def _end_value(self, end: tuple[np.ndarray, np.ndarray, np.ndarray], pred: tuple[np.ndarray, np.ndarray],
+                   best: float, per_epoch_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per open trial: ``end_value`` times the expected improvement at its furthest epoch per
+        predicted second to get there (cost-scaled like every step), and that EI."""
+        idx, reach, _ = end
+        trials = self.pool.trials
+        epochs = np.asarray([trials[i].epoch for i in idx])
+        started = epochs > 0
+        mean, std = self._calibrated(pred[0], pred[1], started)
+        ei = expected_improvement(mean, std, best)
+        overhead = np.where(started, self._overhead_estimate("resume"), self._overhead_estimate("start"))
+        cost = per_epoch_all[idx] * (reach - epochs) + overhead
+        return self.settings.end_value * cost_scaled(ei, cost, self.settings.cost_power), ei
+
     def _predict(self, xq: np.ndarray, finish_rows: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, bool]:
         """One surrogate call for the queries, the reserve's final epochs and (noisy
@@ -336,7 +374,13 @@ class QuickTune:
             return None
         trial_idx, ks, xq = queries
         finish_idx, finish_rows = self._finish_rows(open_idx) if budget_left is not None else ([], None)
-        gp_mean, gp_std, final, smoothed, observed = self._predict(xq, finish_rows)
+        end = self._end_queries(open_idx, caps) if self.settings.end_value else None
+        n_q = len(xq)
+        gp_mean, gp_std, final, smoothed, observed = self._predict(
+            xq if end is None else np.concatenate([xq, end[2]]), finish_rows)
+        if end is not None:
+            end_pred = (gp_mean[n_q:], gp_std[n_q:])
+            gp_mean, gp_std = gp_mean[:n_q], gp_std[:n_q]
         started = np.asarray([self.pool.trials[i].epoch > 0 for i in trial_idx])
         mean, std = self._calibrated(gp_mean, gp_std, started)
         best = improvement_bar(smoothed, self.pool.best_score() if observed else None, mean)
@@ -356,13 +400,26 @@ class QuickTune:
             if not allowed.any():
                 return None
             acq = np.where(allowed, acq, -np.inf)
+        end_info = None
+        if end is not None:
+            end_acq, end_ei = self._end_value(end, end_pred, best, per_epoch_all)
+            pos = np.searchsorted(end[0], trial_idx)
+            acq = lift_to_trial_value(acq, trial_idx, end_acq[pos])
+            end_info = (end_ei[pos], end[1][pos], end_acq[pos])
         j, acq = tie_break(acq, self._rng)
+        valued = int(ks[j])
+        j = self._installment_query(j, trial_idx, ks)
         t = self.pool.trials[trial_idx[j]]
         t.pending = True
         t.belief = (t.epoch, xq[j], float(gp_mean[j]))  # the GP believes its own mean
         info: dict[str, Any] = self._prediction_info(gp_mean, gp_std, mean, std, j)
         info.update({"ei": float(ei[j]), "cost": float(cost[j]), "acq": float(acq[j]), "incumbent": best,
                      "horizon": int(ks[j])})
+        if valued != int(ks[j]):
+            info["valued_horizon"] = valued  # the step won for where it leads; this is its installment
+        if end_info is not None:
+            info.update({"end_ei": float(end_info[0][j]), "end_epoch": int(end_info[1][j]),
+                         "end_acq": float(end_info[2][j])})
         if margin is not None:
             info["cost_bound"] = float(cost[j] * margin[j])
         if p_win is not None:

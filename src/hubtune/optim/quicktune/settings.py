@@ -123,6 +123,23 @@ class QuickTuneSettings:
             epochs count for where its curve may end. Off: on the 16 h replay
             (1 seed) weight 1 gave 0.149 / 0.079 / 0.021 at 1 / 4 / 16 h against
             0.174 / 0.067 / 0.029 (worse at 4 h; docs/optimizer.md).
+        end_value: if > 0, a trial is also worth this weight times the expected
+            improvement of its score at the furthest epoch it can reach (the end of
+            its schedule, or the last epoch the budget holds) per predicted second
+            to get there, cost-scaled like any step; the most valuable trial then
+            takes its best next step (:func:`~hubtune.optim.quicktune.acquisition.lift_to_trial_value`).
+            A slow starter (warm-up, small learning rate) whose next epochs promise
+            nothing is advanced in installments it can stop after, not by one long
+            step, and not by cheap one-epoch probes that count its end at the price
+            of one epoch (``lookahead``). 0: off.
+        installment_growth: if set, the winning step (valued by its score after all its
+            epochs) runs only its first ``max(1, installment_growth * n)`` epochs for a
+            trial at epoch ``n`` (the longest allowed step within that;
+            :func:`~hubtune.optim.quicktune.budget.installment`), and the next decision
+            is made afresh. Unlike ``growth``, which also restricts which steps are
+            valued (so a slow starter is judged by its first epoch), a config is still
+            chosen for where its curve leads, but a long step from scratch cannot sink
+            hours into a config that diverges in its first epoch. ``None``: off.
         calibrate_new: if set, predictions for never-started configs are calibrated to
             this task from the standardised residuals of this run's earlier new-config
             predictions (made before each observation, default-config anchors included):
@@ -163,6 +180,8 @@ class QuickTuneSettings:
     fit_horizon: bool = True
     win_threshold: float | None = 0.002
     lookahead: float = 0.0
+    end_value: float = 0.0
+    installment_growth: float | None = 1.0
     calibrate_new: float | None = 5.0
     calibrate_continue: float | None = 5.0
 
