@@ -39,26 +39,6 @@ def cost_scaled(ei: np.ndarray, cost: np.ndarray, power: float) -> np.ndarray:
     return ei / np.power(np.maximum(cost, 1e-6), power)
 
 
-def lift_to_trial_value(acq: np.ndarray, trial_idx: np.ndarray, trial_value: np.ndarray) -> np.ndarray:
-    """Selection keys: each trial's best step (highest finite ``acq``) is lifted to
-    ``max(acq, trial_value)`` of its trial; every other step keeps its ``acq``.
-
-    ``trial_value`` (per query, its trial's value) is what a trial is worth as an
-    investment, e.g. the expected improvement at the end of its schedule per
-    predicted second to get there (``QuickTuneSettings.end_value``). The argmax of
-    the keys is then the best step of the most valuable trial: a slow starter
-    whose next few epochs promise nothing, but whose end does, is advanced by its
-    best next step (an installment it can stop after), not by one long step.
-    """
-    acq = np.asarray(acq, dtype=np.float64)
-    if len(acq) == 0:
-        return acq
-    best = np.full(int(trial_idx.max()) + 1, -np.inf)
-    np.maximum.at(best, trial_idx, acq)
-    top = np.isfinite(acq) & (acq >= best[trial_idx])
-    return np.where(top, np.maximum(acq, trial_value), acq)
-
-
 def improvement_bar(smoothed_obs: np.ndarray | None, best_observed: float | None, query_mean: np.ndarray) -> float:
     """The score expected improvement is measured against.
 

@@ -8,28 +8,27 @@ from typing import Any
 
 import numpy as np
 
-from hubtune.core.records import EpochRecord
 from hubtune.hub.descriptor import ModelDescriptor
 from hubtune.optim.quicktune import budget
 from hubtune.optim.quicktune.acquisition import (
     cost_scaled,
     expected_improvement,
     improvement_bar,
-    lift_to_trial_value,
     tie_break,
     win_probability,
 )
-from hubtune.optim.quicktune.calibration import (
-    apply_calibration,
-    fit_calibration,
-    predictive_sd,
-    standardized_residual,
-)
+from hubtune.optim.quicktune.calibration import apply_calibration, fit_calibration
 from hubtune.optim.quicktune.pool import (
     CandidatePool,
     default_anchors,
     neighbours,
     sample_fresh,
+)
+from hubtune.optim.quicktune.results import (  # noqa: F401  (re-exported: their home was here)
+    effective_status,
+    records_from_scores,
+    score_prediction,
+    step_residual,
 )
 from hubtune.optim.quicktune.settings import QuickTuneError, QuickTuneSettings
 from hubtune.protocol.steps import Step, StepResult, step_prediction
@@ -292,34 +291,6 @@ class QuickTune:
         k = budget.installment(int(ks[j]), self.pool.trials[trial_idx[j]].epoch, [int(ks[i]) for i in same], g)
         return int(same[np.flatnonzero(ks[same] == k)[0]])
 
-    def _end_queries(self, open_idx: list[int], caps: list[int | None]
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(open trial indices, the furthest epoch each can reach, its query rows): the end of
-        its schedule, or the last epoch the budget holds (``caps``)."""
-        trials = self.pool.trials
-        idx = np.asarray(open_idx)
-        epochs = np.asarray([trials[i].epoch for i in open_idx])
-        reach = np.asarray([self.max_epochs if c is None else min(self.max_epochs, trials[i].epoch + c)
-                            for i, c in zip(open_idx, caps, strict=True)])
-        reach = np.maximum(reach, epochs + 1)  # a trial with nothing left in budget has no allowed step anyway
-        curves = np.stack([trials[i].curve for i in open_idx])
-        rows = assemble_rows(self.pool.static[idx], epochs, reach, curves, self.settings.schedule_epochs)
-        return idx, reach, rows
-
-    def _end_value(self, end: tuple[np.ndarray, np.ndarray, np.ndarray], pred: tuple[np.ndarray, np.ndarray],
-                   best: float, per_epoch_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per open trial: ``end_value`` times the expected improvement at its furthest epoch per
-        predicted second to get there (cost-scaled like every step), and that EI."""
-        idx, reach, _ = end
-        trials = self.pool.trials
-        epochs = np.asarray([trials[i].epoch for i in idx])
-        started = epochs > 0
-        mean, std = self._calibrated(pred[0], pred[1], started)
-        ei = expected_improvement(mean, std, best)
-        overhead = np.where(started, self._overhead_estimate("resume"), self._overhead_estimate("start"))
-        cost = per_epoch_all[idx] * (reach - epochs) + overhead
-        return self.settings.end_value * cost_scaled(ei, cost, self.settings.cost_power), ei
-
     def _predict(self, xq: np.ndarray, finish_rows: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, bool]:
         """One surrogate call for the queries, the reserve's final epochs and (noisy
@@ -374,13 +345,7 @@ class QuickTune:
             return None
         trial_idx, ks, xq = queries
         finish_idx, finish_rows = self._finish_rows(open_idx) if budget_left is not None else ([], None)
-        end = self._end_queries(open_idx, caps) if self.settings.end_value else None
-        n_q = len(xq)
-        gp_mean, gp_std, final, smoothed, observed = self._predict(
-            xq if end is None else np.concatenate([xq, end[2]]), finish_rows)
-        if end is not None:
-            end_pred = (gp_mean[n_q:], gp_std[n_q:])
-            gp_mean, gp_std = gp_mean[:n_q], gp_std[:n_q]
+        gp_mean, gp_std, final, smoothed, observed = self._predict(xq, finish_rows)
         started = np.asarray([self.pool.trials[i].epoch > 0 for i in trial_idx])
         mean, std = self._calibrated(gp_mean, gp_std, started)
         best = improvement_bar(smoothed, self.pool.best_score() if observed else None, mean)
@@ -400,12 +365,6 @@ class QuickTune:
             if not allowed.any():
                 return None
             acq = np.where(allowed, acq, -np.inf)
-        end_info = None
-        if end is not None:
-            end_acq, end_ei = self._end_value(end, end_pred, best, per_epoch_all)
-            pos = np.searchsorted(end[0], trial_idx)
-            acq = lift_to_trial_value(acq, trial_idx, end_acq[pos])
-            end_info = (end_ei[pos], end[1][pos], end_acq[pos])
         j, acq = tie_break(acq, self._rng)
         valued = int(ks[j])
         j = self._installment_query(j, trial_idx, ks)
@@ -417,9 +376,6 @@ class QuickTune:
                      "horizon": int(ks[j])})
         if valued != int(ks[j]):
             info["valued_horizon"] = valued  # the step won for where it leads; this is its installment
-        if end_info is not None:
-            info.update({"end_ei": float(end_info[0][j]), "end_epoch": int(end_info[1][j]),
-                         "end_acq": float(end_info[2][j])})
         if margin is not None:
             info["cost_bound"] = float(cost[j] * margin[j])
         if p_win is not None:
@@ -553,50 +509,3 @@ class QuickTune:
     @property
     def n_candidates(self) -> int:
         return len(self.pool)
-
-
-def effective_status(status: str, to_epoch: int | None, reached: int) -> str:
-    """A step's status as the optimizer takes it: ``"ended"`` when an ``"ok"`` step left
-    its trial short of the ``to_epoch`` it asked for.
-
-    A loop may report a finished (or crashed) run only by returning fewer epochs
-    than asked. Such a trial cannot continue, and its step's seconds are not those
-    of the epochs asked for: taken as cost evidence, a 1-epoch "crash" against a
-    4-epoch prediction widens the cost margin of every later step.
-    """
-    if status == "ok" and to_epoch is not None and reached < to_epoch:
-        return "ended"
-    return status
-
-
-def score_prediction(info: dict[str, Any] | None) -> tuple[float, float] | None:
-    """``(GP mean, predictive std)`` of a step's score at its target epoch from its ``info``
-    (uncalibrated: the calibration is fitted on the GP's own errors), or ``None``."""
-    info = info or {}
-    mean = info.get("gp_mean", info.get("mean"))
-    std = info.get("gp_std", info.get("std"))
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (mean, std)):
-        return None
-    noise = info.get("noise_std", 0.0)
-    noise = float(noise) if isinstance(noise, (int, float)) and not isinstance(noise, bool) else 0.0
-    return float(mean), predictive_sd(float(std), noise * noise)
-
-
-def step_residual(records: Sequence[tuple[int, float, float]], to_epoch: int | None,
-                  prediction: Sequence[float] | None) -> float | None:
-    """Standardised residual of a step's prediction at its target epoch (``None`` when the
-    step has no prediction or did not reach ``to_epoch`` with a finite score)."""
-    if prediction is None or to_epoch is None:
-        return None
-    at = [s for e, s, _ in records if int(e) == int(to_epoch)]
-    if not at:
-        return None
-    return standardized_residual(float(at[-1]), float(prediction[0]), float(prediction[1]))
-
-
-def records_from_scores(scores: Sequence[float], seconds: Sequence[float], start_epoch: int = 0) -> list[EpochRecord]:
-    """Epoch records for a replayed curve segment (helper for tests and tools)."""
-    return [
-        EpochRecord(epoch=start_epoch + i + 1, score=float(s), train_seconds=float(c))
-        for i, (s, c) in enumerate(zip(scores, seconds, strict=True))
-    ]
