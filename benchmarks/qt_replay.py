@@ -174,7 +174,7 @@ def speedups(parallel, sequential, variants: list[str], surrogate_seeds: list[in
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--metadata", default="../shared/metadata/quicktune-extended")
-    ap.add_argument("--out", required=True, help="cell cache folder (reused across calls)")
+    ap.add_argument("--out", required=True, help="cell cache folder (reused across calls; N > 1 workers: OUT/wN)")
     ap.add_argument("--budget", default="16h")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds")
     ap.add_argument("--datasets", default=None, help="comma-separated subset (default: all)")
@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         if done % 20 == 0 or done == total:
             print(f"  {done}/{total} cells", file=sys.stderr, flush=True)
 
-    trajs, failures, reused = run_grid(settings, methods, datasets, seeds, Path(args.out), jobs=args.jobs,
+    # cells of N > 1 workers live in their own folder (a cell file is per method, dataset and seed)
+    out = Path(args.out) / f"w{args.workers}" if args.workers > 1 else Path(args.out)
+    trajs, failures, reused = run_grid(settings, methods, datasets, seeds, out, jobs=args.jobs,
                                        progress=progress, rerun=rerun)
     for f in failures:
         print(f"FAILED {f.cell}: {f.error}", file=sys.stderr)
