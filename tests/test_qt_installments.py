@@ -24,6 +24,11 @@ def test_installment_caps_the_chosen_length_at_growth_times_the_epochs_so_far():
     assert installment(16, 0, lengths, None) == 16
     # lengths shortened by the budget (fit_horizon) are respected
     assert installment(12, 30, [1, 2, 4, 8, 12], 1.0) == 12
+    # the smallest installment: two epochs of a new config (one of a warm-up is often at chance)
+    assert installment(16, 0, lengths, 1.0, first=2) == 2
+    assert installment(16, 1, lengths, 1.0, first=2) == 2
+    assert installment(16, 6, lengths, 1.0, first=2) == 4
+    assert installment(1, 0, lengths, 1.0, first=2) == 1
 
 
 def _space_qt(**settings) -> QuickTune:
@@ -52,7 +57,7 @@ def _after_a_strong_start(**settings) -> QuickTune:
     return qt
 
 
-def test_a_long_step_from_scratch_runs_its_first_epoch_first_and_resumes_identically():
+def test_a_long_step_from_scratch_runs_its_first_installment_first_and_resumes_identically():
     plain = _after_a_strong_start(installment_growth=None)
     long_steps = [s for s in (plain.ask() for _ in range(8)) if s.to_epoch > 1 and s.info["horizon"] == s.to_epoch]
     assert long_steps  # without installments new configs start with several epochs
@@ -60,8 +65,9 @@ def test_a_long_step_from_scratch_runs_its_first_epoch_first_and_resumes_identic
     asked = [qt.ask() for _ in range(8)]
     steps = [s for s in asked if qt.pool[s.trial_id].epoch == 0]
     assert len(steps) >= 6
-    assert all(s.to_epoch == 1 for s in steps)  # every new config: one epoch first
-    assert all(s.info["valued_horizon"] == 16 for s in steps)  # though chosen for its 16-epoch score
+    first = QuickTuneSettings().installment_first
+    assert all(s.to_epoch == first for s in steps)  # every new config: its first installment
+    assert all(s.info["valued_horizon"] > first for s in steps)  # though chosen for a longer step
     for i, s in enumerate(asked):
         _tell(qt, s, 0.3 + 0.05 * i)
     decisions = []
@@ -72,8 +78,8 @@ def test_a_long_step_from_scratch_runs_its_first_epoch_first_and_resumes_identic
         for _ in range(6):
             s = opt.ask()
             seq.append((s.trial_id, s.to_epoch))
-            if opt.pool[s.trial_id].epoch > 0:
-                assert s.to_epoch - opt.pool[s.trial_id].epoch <= opt.pool[s.trial_id].epoch  # growth 1
+            n = opt.pool[s.trial_id].epoch
+            assert s.to_epoch - n <= max(first, n)  # growth 1
             _tell(opt, s, 0.5)
         decisions.append(seq)
     assert decisions[0] == decisions[1]

@@ -124,17 +124,23 @@ class QuickTuneSettings:
             (1 seed) weight 1 gave 0.149 / 0.079 / 0.021 at 1 / 4 / 16 h against
             0.174 / 0.067 / 0.029 (worse at 4 h; docs/optimizer.md).
         installment_growth: if set, the winning step (valued by its score after all its
-            epochs) runs only its first ``max(1, installment_growth * n)`` epochs for a
-            trial at epoch ``n`` (the longest allowed step within that;
+            epochs) runs only its first ``max(installment_first, installment_growth * n)``
+            epochs for a trial at epoch ``n`` (the longest allowed step within that;
             :func:`~hubtune.optim.quicktune.budget.installment`), and the next decision
             is made afresh. Unlike ``growth``, which also restricts which steps are
             valued (so a slow starter is judged by its first epoch), a config is still
             chosen for where its curve leads, but a long step from scratch cannot sink
-            hours into a config that diverges in its first epoch. ``None``: off. On the
+            hours into a config that diverges in its first epochs. ``None``: off. On the
             leave-one-out replay (fold surrogates of three meta-training seeds, 16 h runs)
-            1.0 lowered the mean regret at 1 / 4 / 16 h from 0.176 / 0.081 / 0.041 to
-            0.154 / 0.081 / 0.036 (calibration on; without it 0.177 / 0.079 / 0.041 ->
-            0.160 / 0.080 / 0.029); 1.5 and 2.0 did about the same (docs/optimizer.md).
+            growth 1.0 with ``installment_first`` 2 lowered the mean regret at 1 / 4 / 16 h
+            from 0.177 / 0.078 / 0.041 (before issue #13) to 0.150 / 0.077 / 0.032; growth
+            1.5 and 2.0 did about the same as 1.0 (docs/optimizer.md).
+        installment_first: the smallest installment (epochs), a never-started config's
+            first. 2 rather than 1: one epoch of a warm-up or heavily frozen config is
+            often at chance level and its continuation then looks hopeless (a BRD replay
+            dropped the config that reaches the best score after two epochs at chance);
+            on the replay 2 and 4 were better than 1 at 4 h and 16 h (0.077 / 0.074 vs
+            0.081 at 4 h) and 2 also at 1 h.
         calibrate_new: if set, predictions for never-started configs are calibrated to
             this task from the standardised residuals of this run's earlier new-config
             predictions (made before each observation, default-config anchors included):
@@ -176,6 +182,7 @@ class QuickTuneSettings:
     win_threshold: float | None = 0.002
     lookahead: float = 0.0
     installment_growth: float | None = 1.0
+    installment_first: int = 2
     calibrate_new: float | None = 5.0
     calibrate_continue: float | None = 5.0
 
