@@ -6,11 +6,14 @@ has been told about N observed epochs, then ``ask`` + ``tell`` are timed over
 several decisions. Prints one line per N.
 
     python benchmarks/optimizer_overhead.py [--dataset PLT_VIL] [--epochs 100,500,1000,2000]
-        [--variant '{"calibrate_new": 5, "calibrate_continue": 5}' ...]
+        [--baseline '{"calibrate_new": null, "calibrate_continue": null}']
+        [--variant '{"calibrate_new": 5, "calibrate_continue": 5}' ...] [--budget-left 36000]
 
 ``--variant`` (QuickTuneSettings overrides as JSON, repeatable) times each
-variant on the same replay right after the default settings, one line each,
-with its mean CPU time per decision as a ratio to the default's. The warm-up
+variant on the same replay right after the baseline (``--baseline``, default:
+the default settings), one line each, with its mean CPU time per decision as a
+ratio to the baseline's. ``--budget-left`` passes a remaining budget to every
+``ask`` (as ``hubtune run`` and the benchmark do), so the budget rules are timed too. The warm-up
 steps carry no prediction (they are not asked), so a calibrating variant fits
 on the residuals of the timed decisions only; the last line times
 ``fit_calibration`` itself on as many residuals as observed epochs (its cost
@@ -40,7 +43,9 @@ def main() -> None:
     ap.add_argument("--surrogate", default=None, help="surrogate directory (default: the shipped one)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--variant", action="append", default=[],
-                    help="QuickTuneSettings overrides as JSON, timed against the defaults (repeatable)")
+                    help="QuickTuneSettings overrides as JSON, timed against the baseline (repeatable)")
+    ap.add_argument("--baseline", default="{}", help="QuickTuneSettings overrides of the reference (JSON)")
+    ap.add_argument("--budget-left", type=float, default=None, help="budget left passed to every ask (seconds)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -54,15 +59,15 @@ def main() -> None:
     runs = load_metadata(args.metadata)[args.dataset]
     sur = load_default_surrogate(args.surrogate)
     print(f"dataset {args.dataset}: {len(runs.run_ids)} candidates, torch threads {args.threads}")
-    variants = [("default", {})] + [(v, json.loads(v)) for v in args.variant]
+    variants = [("baseline " + args.baseline, json.loads(args.baseline))] + [(v, json.loads(v)) for v in args.variant]
     print(f"{'observed epochs':>16} {'GP points':>10} {'mean wall s':>12} {'max wall s':>11} {'mean CPU s':>11}"
-          f"{'  settings (CPU ratio to default)' if args.variant else ''}")
+          f"{'  settings (CPU ratio to baseline)' if args.variant else ''}")
     for target in [int(x) for x in args.epochs.split(",")]:
         base_cpu = None
         for label, overrides in variants:
             told, times, cpu, n_gp = _time_decisions(runs, sur, target, args.decisions,
                                                      QuickTuneSettings(**overrides), QuickTune, SimulatedEvaluator,
-                                                     Step)
+                                                     Step, args.budget_left)
             mean_cpu = statistics.mean(cpu)
             base_cpu = mean_cpu if base_cpu is None else base_cpu
             extra = f"  {label} ({mean_cpu / base_cpu:.2f}x)" if args.variant else ""
@@ -77,7 +82,8 @@ def main() -> None:
         print(f"fit_calibration on {n} residuals: {(time.perf_counter() - t0) / 100 * 1e3:.3f} ms")
 
 
-def _time_decisions(runs, sur, target, decisions, settings, QuickTune, SimulatedEvaluator, Step):  # noqa: N803
+def _time_decisions(runs, sur, target, decisions, settings, QuickTune, SimulatedEvaluator, Step,  # noqa: N803
+                    budget_left=None):
     """Replay ``target`` observed epochs, then time ``decisions`` ask + tell pairs."""
     qt = QuickTune(sur, 50, candidates=list(zip(runs.run_ids, runs.configs, strict=True)),
                    meta_features=runs.meta_features, seed=0, settings=settings)
@@ -104,7 +110,7 @@ def _time_decisions(runs, sur, target, decisions, settings, QuickTune, Simulated
     times, cpu = [], []
     for _ in range(decisions):
         t0, c0 = time.perf_counter(), time.process_time()
-        step = qt.ask()
+        step = qt.ask(budget_left=budget_left)
         if step is None:
             break
         res = ev.advance(step)

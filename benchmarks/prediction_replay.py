@@ -1,6 +1,6 @@
 """Replay real runs' journals through a surrogate: how well would it have predicted each step?
 
-    python benchmarks/prediction_replay.py RUN_DIR [RUN_DIR ...] [--surrogate DIR] [--no-calibration]
+    python benchmarks/prediction_replay.py RUN_DIR [RUN_DIR ...] [--surrogate DIR] [--calibrate W | --no-calibration]
 
 For each ``hubtune run`` folder, a fresh Quick-Tune optimizer with the run's
 settings (schedule over ``--max-epochs``, the validation split's size) and the
@@ -44,7 +44,10 @@ def _val_size(run_dir: Path, fingerprint: str | None) -> int | None:
         return int(fh.get_slice("val.labels").get_shape()[0])
 
 
-def _optimizer(run_dir: Path, surrogate_dir: str | None, calibrate: bool, noise_sd: float | None = None) -> Any:
+def _optimizer(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float,
+               noise_sd: float | None = None) -> Any:
+    """A fresh optimizer with the run's settings. ``calibrate``: True, the optimizer's default
+    per-task calibration; False, none; a number, calibration with that pseudo-residual weight."""
     from hubtune.hub import get_descriptor
     from hubtune.metagen.runfolder import _data_cache
     from hubtune.optim.quicktune import QuickTune, QuickTuneSettings
@@ -54,8 +57,10 @@ def _optimizer(run_dir: Path, surrogate_dir: str | None, calibrate: bool, noise_
     fingerprint, meta = _data_cache(run_dir)
     sur_dir = surrogate_dir or settings.get("surrogate") or str(default_surrogate_dir(settings["models"]))
     qs = QuickTuneSettings(schedule_epochs=int(settings["max_epochs"]), val_size=_val_size(run_dir, fingerprint))
-    if not calibrate:
+    if calibrate is False:
         qs.calibrate_new = qs.calibrate_continue = None
+    elif calibrate is not True:
+        qs.calibrate_new = qs.calibrate_continue = float(calibrate)
     surrogate = load_default_surrogate(sur_dir)
     if noise_sd is not None:  # a what-if of the GP's observation noise (the cached surrogate is copied)
         import copy
@@ -87,7 +92,7 @@ def _predict(qt: Any, trial_id: str, to_epoch: int) -> tuple[float, float, float
     return float(cm[0]), float(cs[0]), noise_var ** 0.5, float(m[0]), predictive_sd(float(sd[0]), noise_var)
 
 
-def replay(run_dir: Path, surrogate_dir: str | None, calibrate: bool = True,
+def replay(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float = True,
            noise_sd: float | None = None) -> list[Point]:
     """The replayed predictions of every step of ``run_dir`` that reached its target epoch."""
     from hubtune.search.journal import Journal
@@ -122,15 +127,20 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--surrogate", default=None, help="surrogate folder (default: each run's own)")
     ap.add_argument("--no-calibration", action="store_true", help="the GP's predictions, uncalibrated")
+    ap.add_argument("--calibrate", type=float, default=None, metavar="W",
+                    help="per-task calibration with W pseudo-residuals (default: the optimizer's default setting)")
     ap.add_argument("--gp-noise-sd", type=float, default=None,
                     help="what-if: the GP's learnt observation-noise std (fraction) set to this")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--quiet", action="store_true", help="only the pooled table")
     args = ap.parse_args()
+    if bad := [str(r) for r in args.runs if not (r / "run.json").is_file()]:
+        ap.error("not a hubtune run folder (no run.json): " + ", ".join(bad))
     pooled: list[Point] = []
     out: dict[str, Any] = {"runs": {}}
     for run in args.runs:
-        pts = replay(run, args.surrogate, not args.no_calibration, args.gp_noise_sd)
+        calibrate: bool | float = False if args.no_calibration else (args.calibrate if args.calibrate else True)
+        pts = replay(run, args.surrogate, calibrate, args.gp_noise_sd)
         pooled += pts
         out["runs"][str(run)] = rep = report(pts, 0)
         if not args.quiet:

@@ -106,7 +106,11 @@ def test_a_short_step_ends_its_trial_and_is_no_cost_evidence():
 
 
 def _endgame_state(**settings) -> QuickTune:
-    """Both default anchors trained at 10 s per epoch: one to 0.9 at epoch 6, one to 0.2."""
+    """Both default anchors trained at 10 s per epoch: one to 0.9 at epoch 6, one to 0.2.
+
+    Installments off unless asked for: these cases are about whole steps and what fits
+    (with installments a shortened 12-epoch step would run its first 4 epochs first)."""
+    settings.setdefault("installment_growth", None)
     qt = _space_qt(cost_quantile=None, **settings)
     a, b = qt.ask(), qt.ask()
     _tell(qt, a, [0.6, 0.75, 0.82, 0.86, 0.88, 0.9])
@@ -151,3 +155,27 @@ def test_no_step_is_started_that_cannot_beat_the_incumbent_in_the_budget_left():
     assert len(kept) < len(hopeless)
     # with plenty of budget left the rule does not bind
     assert all("p_win" not in s.info for s in run(0.02, 1e5))
+
+
+def test_default_settings_start_no_end_game_step_with_a_negligible_chance_to_win():
+    # The issue's case: the incumbent (0.9, 10 s per epoch) cannot take another epoch in the
+    # 9 s left, but a new config's first epoch (about 7 s) fits; its predicted score there
+    # (0.1-0.4 +- 0.2) almost surely stays below 0.9.
+    def started(**settings) -> list[Step]:
+        qt = _endgame_state(**settings)
+        steps = []
+        while (step := qt.ask(budget_left=9.0)) is not None and len(steps) < 6:
+            steps.append(step)
+        return steps
+
+    bar = 0.9
+    without = started(win_threshold=None)
+    hopeless = [s for s in without
+                if float(win_probability(np.array([s.info["mean"]]), np.array([s.info["std"]]), bar)[0]) < 0.002]
+    assert hopeless  # without the rule such probes are started
+    default = QuickTuneSettings().win_threshold
+    assert default is not None and default > 0
+    kept = started()  # default settings
+    assert all(s.info["p_win"] >= default for s in kept)
+    assert {s.trial_id for s in hopeless}.isdisjoint(s.trial_id for s in kept)
+    assert len(kept) < len(without)

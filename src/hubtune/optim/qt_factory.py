@@ -11,6 +11,10 @@ default surrogate when the context carries no meta-training data. Variants:
 * ``onehot``: models described by a one-hot instead of hub descriptors.
 * ``specialised``: the shipped surrogate meta-trained further on ``ctx.train_metadata``
   (:mod:`hubtune.surrogate.specialised`).
+
+``surrogate_seed`` (default 0) seeds the per-fold meta-training: replays with several
+seeds show how much a result depends on one particular meta-trained surrogate (on a
+fixed candidate table the optimizer's own seed only breaks exact ties).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from hubtune.hub.descriptor import ModelDescriptor
 from hubtune.optim.quicktune import QuickTune, QuickTuneSettings
 from hubtune.protocol.context import TaskContext
 from hubtune.surrogate.cache import load_default_surrogate, surrogate_for
+from hubtune.surrogate.ensemble import SurrogateEnsemble
 from hubtune.surrogate.features import FeatureBuilder
 from hubtune.surrogate.metatrain import MetaTrainSettings
 from hubtune.surrogate.model import Surrogate
@@ -66,40 +71,48 @@ def _metatrain_settings(variant: str, metatrain_overrides: dict[str, Any] | None
     return mt
 
 
-def _surrogate(ctx: TaskContext, variant: str, metatrain_overrides: dict[str, Any] | None) -> Surrogate:
+def _surrogate(ctx: TaskContext, variant: str, metatrain_overrides: dict[str, Any] | None,
+               surrogate_seed: int = 0, ensemble: int = 1) -> Surrogate | SurrogateEnsemble:
+    if ensemble > 1 and ctx.train_metadata is not None and variant not in ("specialised",):
+        return SurrogateEnsemble([_surrogate(ctx, variant, metatrain_overrides, surrogate_seed * ensemble + i)
+                                  for i in range(ensemble)])
     if ctx.train_metadata is None:
         return load_default_surrogate(ctx.surrogate_dir)
     if variant == "specialised":
         from hubtune.surrogate.specialised import specialised_surrogate_for
 
-        return specialised_surrogate_for(ctx.train_metadata, descriptor_lookup(ctx), seed=0)
-    return surrogate_for(ctx.train_metadata, descriptor_lookup(ctx), seed=0,
+        return specialised_surrogate_for(ctx.train_metadata, descriptor_lookup(ctx), seed=surrogate_seed)
+    return surrogate_for(ctx.train_metadata, descriptor_lookup(ctx), seed=surrogate_seed,
                          settings=_metatrain_settings(variant, metatrain_overrides))
 
 
 def prepare_quicktune(
     ctx: TaskContext, variant: str = "full", metatrain_overrides: dict[str, Any] | None = None,
-    **_: Any,
+    surrogate_seed: int = 0, ensemble: int = 1, **_: Any,
 ) -> None:
-    """Offline step: meta-train (and cache) the surrogate for ``ctx``'s meta-training data."""
+    """Offline step: meta-train (and cache) the surrogate(s) for ``ctx``'s meta-training data."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown Quick-Tune variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    _surrogate(ctx, variant, metatrain_overrides)
+    _surrogate(ctx, variant, metatrain_overrides, surrogate_seed, ensemble)
 
 
 def make_quicktune(
     ctx: TaskContext, variant: str = "full", metatrain_overrides: dict[str, Any] | None = None,
-    **overrides: Any,
+    surrogate_seed: int = 0, ensemble: int = 1, **overrides: Any,
 ) -> QuickTune:
     """Build Quick-Tune (or one of its ablations) for the task in ``ctx``.
 
     ``overrides`` set :class:`QuickTuneSettings` fields; ``metatrain_overrides``
-    set :class:`MetaTrainSettings` fields of the per-fold surrogate.
+    set :class:`MetaTrainSettings` fields of the per-fold surrogate, ``surrogate_seed``
+    its meta-training seed; ``ensemble > 1`` uses the mixture of that many per-fold
+    surrogates (seeds ``surrogate_seed * ensemble + i``; :mod:`hubtune.surrogate.ensemble`).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown Quick-Tune variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if ensemble > 1 and variant in ("no_meta", "specialised"):
+        raise ValueError(f"Quick-Tune variant {variant!r} has no ensemble (ensemble must be 1)")
     describe = descriptor_lookup(ctx)
-    surrogate = _surrogate(ctx, variant, metatrain_overrides)
+    surrogate = _surrogate(ctx, variant, metatrain_overrides, surrogate_seed, ensemble)
     if variant == "no_meta":
         surrogate = _untrained_like(surrogate, ctx.seed)
     if ctx.candidates is None:

@@ -258,8 +258,12 @@ def _register_builtins() -> None:
         description="Quick-Tune with the shipped surrogate as is (no per-fold meta-training)",
         options={"variant": "full"}, replace=True,
     )
-    # Quick-Tune with one end-of-budget setting switched on (both off in `quicktune`).
+    # Quick-Tune with one end-of-budget setting switched on (both off in `quicktune`), and
+    # `quicktune` as it was before issue #13's per-task calibration and installments.
     settings_variants = [
+        ("qt_main", {"calibrate_new": None, "calibrate_continue": None, "installment_growth": None},
+         "Quick-Tune before issue #13: no per-task calibration, every winning step runs in full "
+         "(the reference of the issue's replays)"),
         ("qt_finish", {"finish_reserve": True},
          "Quick-Tune variant: keeps the time to train the most promising started "
          "trial to the end of its schedule"),

@@ -26,7 +26,9 @@ is JSON; :meth:`QuickTune.load_state_dict` replays it and resumes exactly.
 
 Modules: :mod:`.settings` (the knobs), :mod:`.pool` (the candidates and their
 observations), :mod:`.acquisition` (EI per second), :mod:`.budget` (the rules
-that keep steps inside the remaining budget), :mod:`.optimizer` (ask/tell/state);
+that keep steps inside the remaining budget, and installments), :mod:`.calibration`
+(per-task calibration of predictions), :mod:`.results` (what a told step means),
+:mod:`.optimizer` (ask/tell/state);
 :mod:`hubtune.optim.qt_factory` builds one for a task. Surrogate rows come from
 :mod:`hubtune.surrogate.features`.
 """

@@ -37,6 +37,23 @@ def step_lengths(epoch: int, max_epochs: int, horizons: Sequence[int], growth: f
     return sorted({min(k, cap, max_epochs - epoch) for k in horizons} - {0}) if cap >= 1 else []
 
 
+def installment(chosen: int, epoch: int, lengths: Sequence[int], growth: float | None, first: int = 1) -> int:
+    """The step length to run when the ``chosen`` length (of a trial at ``epoch``) won.
+
+    A step is valued by where it leads (its score after ``chosen`` epochs), but
+    run in installments: at most ``max(first, growth * epoch)`` epochs, the
+    longest of the trial's ``lengths`` within that (their shortest if none is),
+    so a new config is seen after ``first`` epochs and a diverging or
+    disappointing one stops there; each installment is a fresh decision.
+    ``growth=None``: the chosen length.
+    """
+    if growth is None:
+        return chosen
+    cap = max(first, int(growth * epoch))
+    within = [k for k in lengths if k <= min(chosen, cap)]
+    return max(within) if within else min(chosen, *lengths)
+
+
 def epochs_that_fit(per_epoch: np.ndarray, overhead: np.ndarray, margin: np.ndarray,
                     budget_left: float) -> np.ndarray:
     """The most epochs ``k`` whose likely duration, ``(per_epoch * k + overhead) * margin``,

@@ -27,8 +27,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-Z_CLIP = 6.0
-"""Standardised residuals are clipped to +-this, so one wild miss cannot dominate."""
+Z_CLIP = 3.0
+"""Standardised residuals are clipped to +-this, so one wild miss cannot dominate. 3 rather
+than 6: a run that diverges after a good epoch is a miss of 4-6 GP stds; counted in full, a
+few of them tripled the std of every later continuation, and the inflated expected improvement
+kept a mediocre trial running for hours (a 16 h PLT_NET replay ended at regret 0.25 instead of
+0.02). On the leave-one-out replay 3 and 2 were both a little better than 6 at 1, 4 and 16 h
+(docs/optimizer.md)."""
 MIN_SCALE = 0.3
 """Smallest std scale (a run of lucky hits never makes the GP near-certain)."""
 

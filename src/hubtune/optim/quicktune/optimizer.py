@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from hubtune.core.records import EpochRecord
 from hubtune.hub.descriptor import ModelDescriptor
 from hubtune.optim.quicktune import budget
 from hubtune.optim.quicktune.acquisition import (
@@ -18,17 +17,18 @@ from hubtune.optim.quicktune.acquisition import (
     tie_break,
     win_probability,
 )
-from hubtune.optim.quicktune.calibration import (
-    apply_calibration,
-    fit_calibration,
-    predictive_sd,
-    standardized_residual,
-)
+from hubtune.optim.quicktune.calibration import apply_calibration, fit_calibration
 from hubtune.optim.quicktune.pool import (
     CandidatePool,
     default_anchors,
     neighbours,
     sample_fresh,
+)
+from hubtune.optim.quicktune.results import (  # noqa: F401  (re-exported: their home was here)
+    effective_status,
+    records_from_scores,
+    score_prediction,
+    step_residual,
 )
 from hubtune.optim.quicktune.settings import QuickTuneError, QuickTuneSettings
 from hubtune.protocol.steps import Step, StepResult, step_prediction
@@ -282,6 +282,16 @@ class QuickTune:
                                            extra_noise=self._sampling_noise(y_all))
         return self.settings.lookahead * expected_improvement(np.minimum(mean, 1.0), std, best)
 
+    def _installment_query(self, j: int, trial_idx: np.ndarray, ks: np.ndarray) -> int:
+        """The query of the installment of the chosen query ``j`` (``installment_growth``)."""
+        g = self.settings.installment_growth
+        if g is None:
+            return j
+        same = np.flatnonzero(trial_idx == trial_idx[j])
+        k = budget.installment(int(ks[j]), self.pool.trials[trial_idx[j]].epoch, [int(ks[i]) for i in same], g,
+                               first=self.settings.installment_first)
+        return int(same[np.flatnonzero(ks[same] == k)[0]])
+
     def _predict(self, xq: np.ndarray, finish_rows: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, bool]:
         """One surrogate call for the queries, the reserve's final epochs and (noisy
@@ -357,12 +367,16 @@ class QuickTune:
                 return None
             acq = np.where(allowed, acq, -np.inf)
         j, acq = tie_break(acq, self._rng)
+        valued = int(ks[j])
+        j = self._installment_query(j, trial_idx, ks)
         t = self.pool.trials[trial_idx[j]]
         t.pending = True
         t.belief = (t.epoch, xq[j], float(gp_mean[j]))  # the GP believes its own mean
         info: dict[str, Any] = self._prediction_info(gp_mean, gp_std, mean, std, j)
         info.update({"ei": float(ei[j]), "cost": float(cost[j]), "acq": float(acq[j]), "incumbent": best,
                      "horizon": int(ks[j])})
+        if valued != int(ks[j]):
+            info["valued_horizon"] = valued  # the step won for where it leads; this is its installment
         if margin is not None:
             info["cost_bound"] = float(cost[j] * margin[j])
         if p_win is not None:
@@ -496,50 +510,3 @@ class QuickTune:
     @property
     def n_candidates(self) -> int:
         return len(self.pool)
-
-
-def effective_status(status: str, to_epoch: int | None, reached: int) -> str:
-    """A step's status as the optimizer takes it: ``"ended"`` when an ``"ok"`` step left
-    its trial short of the ``to_epoch`` it asked for.
-
-    A loop may report a finished (or crashed) run only by returning fewer epochs
-    than asked. Such a trial cannot continue, and its step's seconds are not those
-    of the epochs asked for: taken as cost evidence, a 1-epoch "crash" against a
-    4-epoch prediction widens the cost margin of every later step.
-    """
-    if status == "ok" and to_epoch is not None and reached < to_epoch:
-        return "ended"
-    return status
-
-
-def score_prediction(info: dict[str, Any] | None) -> tuple[float, float] | None:
-    """``(GP mean, predictive std)`` of a step's score at its target epoch from its ``info``
-    (uncalibrated: the calibration is fitted on the GP's own errors), or ``None``."""
-    info = info or {}
-    mean = info.get("gp_mean", info.get("mean"))
-    std = info.get("gp_std", info.get("std"))
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (mean, std)):
-        return None
-    noise = info.get("noise_std", 0.0)
-    noise = float(noise) if isinstance(noise, (int, float)) and not isinstance(noise, bool) else 0.0
-    return float(mean), predictive_sd(float(std), noise * noise)
-
-
-def step_residual(records: Sequence[tuple[int, float, float]], to_epoch: int | None,
-                  prediction: Sequence[float] | None) -> float | None:
-    """Standardised residual of a step's prediction at its target epoch (``None`` when the
-    step has no prediction or did not reach ``to_epoch`` with a finite score)."""
-    if prediction is None or to_epoch is None:
-        return None
-    at = [s for e, s, _ in records if int(e) == int(to_epoch)]
-    if not at:
-        return None
-    return standardized_residual(float(at[-1]), float(prediction[0]), float(prediction[1]))
-
-
-def records_from_scores(scores: Sequence[float], seconds: Sequence[float], start_epoch: int = 0) -> list[EpochRecord]:
-    """Epoch records for a replayed curve segment (helper for tests and tools)."""
-    return [
-        EpochRecord(epoch=start_epoch + i + 1, score=float(s), train_seconds=float(c))
-        for i, (s, c) in enumerate(zip(scores, seconds, strict=True))
-    ]

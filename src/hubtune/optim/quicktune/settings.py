@@ -123,18 +123,37 @@ class QuickTuneSettings:
             epochs count for where its curve may end. Off: on the 16 h replay
             (1 seed) weight 1 gave 0.149 / 0.079 / 0.021 at 1 / 4 / 16 h against
             0.174 / 0.067 / 0.029 (worse at 4 h; docs/optimizer.md).
+        installment_growth: if set, the winning step (valued by its score after all its
+            epochs) runs only its first ``max(installment_first, installment_growth * n)``
+            epochs for a trial at epoch ``n`` (the longest allowed step within that;
+            :func:`~hubtune.optim.quicktune.budget.installment`), and the next decision
+            is made afresh. Unlike ``growth``, which also restricts which steps are
+            valued (so a slow starter is judged by its first epoch), a config is still
+            chosen for where its curve leads, but a long step from scratch cannot sink
+            hours into a config that diverges in its first epochs. ``None``: off. On the
+            leave-one-out replay (fold surrogates of three meta-training seeds, 16 h runs)
+            growth 1.0 with ``installment_first`` 2 lowered the mean regret at 1 / 4 / 16 h
+            from 0.177 / 0.078 / 0.041 (before issue #13) to 0.150 / 0.077 / 0.032; growth
+            1.5 and 2.0 did about the same as 1.0 (docs/optimizer.md).
+        installment_first: the smallest installment (epochs), a never-started config's
+            first. 2 rather than 1: one epoch of a warm-up or heavily frozen config is
+            often at chance level and its continuation then looks hopeless (a BRD replay
+            dropped the config that reaches the best score after two epochs at chance);
+            on the replay 2 and 4 were better than 1 at 4 h and 16 h (0.077 / 0.074 vs
+            0.081 at 4 h) and 2 also at 1 h.
         calibrate_new: if set, predictions for never-started configs are calibrated to
             this task from the standardised residuals of this run's earlier new-config
             predictions (made before each observation, default-config anchors included):
             mean ``m + a s``, std ``c s``, with ``(a, c)`` shrunk towards ``(0, 1)`` by
             this many pseudo-residuals (:mod:`hubtune.optim.quicktune.calibration`).
             ``None``: off. The network and kernel keep their meta-trained values, so the
-            prior cannot be forgotten; on the leave-one-out replay (20 datasets, runs of
-            1 / 2 / 4 / 8 / 16 h) ``calibrate_new = calibrate_continue = 5`` lowered the
-            mean regret at every budget (0.183 -> 0.151, 0.129 -> 0.102, 0.067 -> 0.060,
-            0.058 -> 0.048, 0.029 -> 0.017; paired CIs exclude 0 at 8 h and 16 h). New
-            configs alone (continuations uncalibrated) were worse at 4 h and 16 h, and
-            continuations alone worse at 1 h (docs/optimizer.md).
+            prior cannot be forgotten. On the leave-one-out replay it is neutral: with the
+            fold surrogates of three meta-training seeds, 0.176 / 0.081 / 0.041 mean regret at
+            1 / 4 / 16 h against 0.177 / 0.079 / 0.041 without (an earlier gain measured with
+            one set of surrogates did not survive another; docs/optimizer.md). Replaying the
+            journals of 33 real offline-hub runs (``benchmarks/prediction_replay.py``) it did
+            not bring new-config predictions closer either (signed error -4.1 vs -4.0 points;
+            after 5 observations -10.3 vs -10.9, inside +-1 std 40% vs 50%), so it is off.
         calibrate_continue: the same for continuations of started trials (their own
             residuals). ``None``: off.
         refit_steps: if > 0, each time the number of observed epochs reaches
@@ -163,6 +182,8 @@ class QuickTuneSettings:
     fit_horizon: bool = True
     win_threshold: float | None = 0.002
     lookahead: float = 0.0
+    installment_growth: float | None = 1.0
+    installment_first: int = 2
     calibrate_new: float | None = None
     calibrate_continue: float | None = None
 
