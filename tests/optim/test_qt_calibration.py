@@ -120,9 +120,8 @@ def test_a_consistent_miss_moves_this_tasks_new_config_predictions():
         np.sqrt((5.0 + n * 2.25) / (n + 5.0)))
     assert qt.calibration("resume") == (0.0, 1.0)  # continuations: not switched on
     assert off.calibration("start") == (0.0, 1.0)
-    # off by default for now (tests/optim/test_quicktune.py's weak-surrogate TEX_DTD replay
-    # regresses with it on)
-    assert (QuickTuneSettings().calibrate_new, QuickTuneSettings().calibrate_continue) == (None, None)
+    # on by default, weight 5 (with installments, the leave-one-out replay's choice)
+    assert (QuickTuneSettings().calibrate_new, QuickTuneSettings().calibrate_continue) == (5.0, 5.0)
     # a new-config prediction is now the GP's, moved up by offset GP-stds and widened
     x = qt.pool.static[:3]
     rows = assemble_rows(x, np.zeros(3, dtype=int), np.ones(3, dtype=int),

@@ -267,6 +267,64 @@ def test_finish_reserve_keeps_the_time_to_finish_the_most_promising_trial():
     assert steps and "reserved_for" not in steps[0].info
 
 
+def test_finish_reserve_gives_every_step_to_one_trial_when_none_can_be_finished():
+    """The last minutes of a run where no started trial can reach max_epochs any more: with the
+    reserve on, no probe is opened (it could only end unfinished); each step goes to the started
+    trial predicted to end best, so the exported checkpoint is as far along its schedule as it can be."""
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    def run(reserve: bool):
+        space = SearchSpace(["edgenext_small", "volo_d1_384"])
+        qt = QuickTune(load_default_surrogate(), max_epochs=8, space=space, seed=0,
+                       settings=QuickTuneSettings(finish_reserve=reserve, schedule_epochs=8, cost_quantile=None))
+        a, b = qt.ask().trial_id, qt.ask().trial_id
+        for tid, scores in ((a, [0.6, 0.62, 0.63]), (b, [0.5])):
+            qt.tell(StepResult(Step(tid, qt.pool[tid].config, len(scores)),
+                               records_from_scores(scores, [10.0] * len(scores))))
+        left, steps = 40.0, []  # finishing a takes 50 s, b 70 s: neither fits
+        while (step := qt.ask(budget_left=left)) is not None:
+            if reserve:  # the whole budget left is kept for the trial the step goes to
+                assert step.info["reserved_for"] == step.trial_id
+                assert step.info["reserved_seconds"] == pytest.approx(left)
+            n = qt.pool[step.trial_id].epoch
+            k = step.to_epoch - n
+            qt.tell(StepResult(step, records_from_scores([0.63 + 0.005 * j for j in range(k)], [10.0] * k,
+                                                         start_epoch=n)))
+            left -= 10.0 * k
+            steps.append(step)
+        return steps, {a, b}
+
+    steps, started = run(True)
+    assert steps and all(s.trial_id in started for s in steps)
+    steps, started = run(False)  # without it, the same state opens probes of new configs
+    assert any(s.trial_id not in started for s in steps)
+
+
+def test_with_the_finish_reserve_a_default_config_starts_only_if_it_could_be_finished():
+    """Default-config anchors are started before EI per second decides; with the reserve on they
+    obey the rules of any new config: a default that cannot reach max_epochs in the budget left
+    is not started, and the remaining defaults become ordinary candidates."""
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    def second_step(reserve: bool, left: float) -> tuple[Step, str]:
+        space = SearchSpace(["edgenext_small", "volo_d1_384"])
+        qt = QuickTune(load_default_surrogate(), max_epochs=8, space=space, seed=0,
+                       settings=QuickTuneSettings(finish_reserve=reserve, schedule_epochs=8, cost_quantile=None))
+        a = qt.ask(budget_left=1e5)
+        qt.tell(StepResult(a, records_from_scores([0.6], [10.0])))
+        return qt.ask(budget_left=left), a.trial_id
+
+    anchor_why = "default config of the model (strong start)"
+    step, _ = second_step(False, 60.0)
+    assert step.info["why"] == anchor_why  # without the reserve the second default starts anyway
+    step, a = second_step(True, 60.0)  # 70 s finish the first; the second cannot reach epoch 8
+    assert step.info.get("why") != anchor_why and step.trial_id == a
+    step, _ = second_step(True, 1e5)  # with time to finish both, the defaults start as before
+    assert step.info["why"] == anchor_why
+
+
 def test_schedule_epochs_present_epochs_as_a_fraction_of_the_schedule():
     from hubtune.surrogate.features import REFERENCE_EPOCHS, curve_features, fidelity_features
 

@@ -11,11 +11,13 @@ import pytest
 from hubtune.optim.quicktune import COST_ERROR_PRIOR_STD
 from hubtune.optim.quicktune.acquisition import cost_scaled, improvement_bar, tie_break
 from hubtune.optim.quicktune.budget import (
+    can_finish_from_scratch,
     cost_margin,
     endgame,
     finish_reserve,
     fits,
     keeps_reserve,
+    last_chance,
     step_lengths,
 )
 
@@ -81,3 +83,18 @@ def test_acquisition_pieces():
     picks = {tie_break(acq, np.random.default_rng(s))[0] for s in range(20)}
     assert picks <= {1, 2, 3} and len(picks) > 1
     assert tie_break(acq, np.random.default_rng(0))[0] == tie_break(acq, np.random.default_rng(0))[0]
+
+
+def test_a_new_config_is_allowed_only_if_it_could_reach_max_epochs_alone():
+    per_epoch = np.array([5.0, 10.0, 20.0])
+    # 8 epochs + 10 s start, times the 1.5 start margin: 75, 135 and 255 s
+    assert can_finish_from_scratch(per_epoch, 8, 10.0, 1.5, 135.0).tolist() == [True, True, False]
+    assert not can_finish_from_scratch(per_epoch, 8, 10.0, 1.5, 74.0).any()
+
+
+def test_last_chance_is_the_most_promising_started_trial_unless_a_finished_one_is_as_good():
+    final = np.array([0.7, 0.9, 0.8])
+    assert last_chance(final, None) == 1
+    assert last_chance(final, 0.85) == 1
+    assert last_chance(final, 0.9) is None
+    assert last_chance(np.array([]), None) is None

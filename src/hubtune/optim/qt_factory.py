@@ -116,8 +116,10 @@ def make_quicktune(
     if variant == "no_meta":
         surrogate = _untrained_like(surrogate, ctx.seed)
     if ctx.candidates is None:
-        # A search space is searched with hubtune's trainer, whose schedules span max_epochs.
+        # A search space is searched with hubtune's trainer, whose schedules span max_epochs;
+        # its short real runs keep the time to finish a started trial (docs/optimizer.md).
         overrides.setdefault("schedule_epochs", ctx.max_epochs)
+        overrides.setdefault("finish_reserve", True)
     if ctx.val_size:
         overrides.setdefault("val_size", ctx.val_size)
     settings = QuickTuneSettings(**overrides)

@@ -261,12 +261,13 @@ def _register_builtins() -> None:
     # Quick-Tune with one end-of-budget setting switched on (both off in `quicktune`), and
     # `quicktune` as it was before issue #13's per-task calibration and installments.
     settings_variants = [
-        ("qt_main", {"calibrate_new": None, "calibrate_continue": None, "installment_growth": None},
-         "Quick-Tune before issue #13: no per-task calibration, every winning step runs in full "
-         "(the reference of the issue's replays)"),
+        ("qt_main", {"calibrate_new": None, "calibrate_continue": None, "installment_growth": None,
+                     "finish_reserve": False},
+         "Quick-Tune before issue #13: no per-task calibration, every winning step runs in full, "
+         "no finish reserve (the reference of the issue's replays and real runs)"),
         ("qt_finish", {"finish_reserve": True},
          "Quick-Tune variant: keeps the time to train the most promising started "
-         "trial to the end of its schedule"),
+         "trial to the end of its schedule (the default when searching a search space)"),
         ("qt_endgame", {"endgame": True},
          "Quick-Tune variant: no new config starts once it cannot reach the "
          "incumbent's epoch before the budget ends"),

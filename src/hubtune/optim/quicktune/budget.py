@@ -146,3 +146,33 @@ def keeps_reserve(is_reserved: np.ndarray, cost: np.ndarray, margin: np.ndarray,
                   reserve_seconds: float) -> np.ndarray:
     """Steps that leave the reserved trial's finishing time (or are that trial's own)."""
     return is_reserved | (cost * margin + reserve_seconds <= budget_left)
+
+
+def can_finish_from_scratch(per_epoch: np.ndarray, max_epochs: int, start_seconds: float, start_margin: float,
+                            budget_left: float) -> np.ndarray:
+    """Never-started configs that alone could still be trained to ``max_epochs``.
+
+    With the finish reserve on, a new config that cannot reach the end of its
+    schedule in the budget left can neither become the exported model (its
+    checkpoint would not have annealed) nor overtake the trial the reserve keeps
+    time for: its epochs are wasted. Likely duration as for any start:
+    ``start_margin`` times the predicted seconds plus the start overhead.
+    """
+    return start_margin * (np.asarray(per_epoch) * max_epochs + start_seconds) <= budget_left
+
+
+def last_chance(final: np.ndarray, best_finished: float | None) -> int | None:
+    """When no started trial can be finished any more: the one every step should go to, or None.
+
+    The started trial with the highest predicted score at the end of its
+    schedule (position in ``final``): each epoch brings its checkpoint closer to
+    the end, while a probe of anything else can only end unfinished. None when
+    there is none, or when a finished trial's score ``best_finished`` is already
+    at least its prediction (then the search may spend what is left freely).
+    """
+    if len(final) == 0:
+        return None
+    k = int(np.argmax(final))
+    if best_finished is not None and best_finished >= float(final[k]):
+        return None
+    return k

@@ -101,15 +101,75 @@ class QuickTune:
         return self.pool.descriptors
 
     # ------------------------------------------------------------ the pool
-    def _next_anchor(self) -> Step | None:
+    def _next_anchor(self, budget_left: float | None = None) -> Step | None:
         for tid in self._anchors:
             t = self.pool[tid]
             if t.epoch == 0 and not t.pending and not t.done:
+                if not self._anchor_fits(tid, budget_left):
+                    self._anchors = []  # the remaining default configs become ordinary candidates
+                    return None
                 t.pending = True
                 info: dict[str, Any] = {"why": "default config of the model (strong start)"}
                 info.update(self._anchor_prediction(tid))
                 return Step(trial_id=tid, config=t.config, to_epoch=1, info=info)
         return None
+
+    def _anchor_fits(self, trial_id: str, budget_left: float | None) -> bool:
+        """With the finish reserve on, whether a default config may still start unconditionally.
+
+        Anchors are started before EI per second decides, so they obey the same
+        rules as any new config: once something was observed, it must be able to
+        reach ``max_epochs`` alone, and its first epoch must leave the reserve of
+        the started trial most worth finishing (or, when none can be finished,
+        no anchor starts unless a finished trial is already as good).
+        """
+        if budget_left is None or not self.settings.finish_reserve or self.pool.best_score() is None:
+            return True
+        i = self.pool.index[trial_id]
+        per_epoch = self._cost_per_epoch()
+        start, margin = self._overhead_estimate("start"), self._cost_margin("start")
+        if not budget.can_finish_from_scratch(per_epoch[[i]], self.max_epochs, start, margin, budget_left)[0]:
+            return False
+        finish_idx, rows = self._finish_rows(self.pool.open_indices(self.max_epochs))
+        if not finish_idx:
+            return True
+        x_obs, y_obs = self._observations()
+        x_all, y_all = self._believe_pending(x_obs, y_obs)
+        final, _ = self.surrogate.predict(x_all, y_all, rows.astype(np.float32),
+                                          extra_noise=self._sampling_noise(y_all))
+        reserve = self._reserve(budget_left, finish_idx, final, per_epoch)
+        if reserve is None:
+            return True
+        if reserve[1] >= budget_left:  # a last chance: everything is kept for that trial
+            return False
+        cost = np.asarray([per_epoch[i] + start])
+        return bool(budget.keeps_reserve(np.zeros(1, dtype=bool), cost, np.asarray([margin]), budget_left,
+                                         reserve[1])[0])
+
+    def _reserve(self, budget_left: float, finish_idx: list[int], final: np.ndarray, per_epoch_all: np.ndarray
+                 ) -> tuple[int, float] | None:
+        """(trial index, seconds) the budget keeps for finishing a started trial, or None.
+
+        The finishable trial with the highest predicted final score
+        (:func:`~hubtune.optim.quicktune.budget.finish_reserve`); when none can be
+        finished any more, the whole budget for the most promising started one
+        (:func:`~hubtune.optim.quicktune.budget.last_chance`).
+        """
+        trials = self.pool.trials
+        finished = [t.scores[-1] for t in trials if t.scores and t.epoch >= self.max_epochs]
+        best_finished = max(finished) if finished else None
+        epochs = np.asarray([trials[i].epoch for i in finish_idx])
+        resume_margin = self._cost_margin("resume")
+        kept = budget.finish_reserve(budget_left, epochs, final, per_epoch_all[finish_idx], self.max_epochs,
+                                     self._overhead_estimate("resume"), resume_margin, best_finished)
+        if kept is not None:
+            return finish_idx[kept[0]], kept[1]
+        to_finish = resume_margin * (per_epoch_all[finish_idx] * (self.max_epochs - epochs)
+                                     + self._overhead_estimate("resume"))
+        if (to_finish <= budget_left).any():
+            return None  # finishable, but a finished trial is already as good
+        k = budget.last_chance(np.minimum(final, 1.0), best_finished)
+        return None if k is None else (finish_idx[k], float(budget_left))
 
     def _anchor_prediction(self, trial_id: str) -> dict[str, float]:
         """The (calibrated) prediction for an anchor's first epoch, for the decision log and
@@ -318,23 +378,19 @@ class QuickTune:
         allowed = budget.fits(cost, margin, budget_left)
         if s.endgame and observed:
             allowed &= budget.endgame(started, per_epoch_all[trial_idx], budget_left, self.pool.incumbent_epoch())
-        reserve = None
-        if finish_idx:
-            trials = self.pool.trials
-            finished = [t.scores[-1] for t in trials if t.scores and t.epoch >= self.max_epochs]
-            kept = budget.finish_reserve(
-                budget_left, np.asarray([trials[i].epoch for i in finish_idx]), final,
-                per_epoch_all[finish_idx], self.max_epochs, self._overhead_estimate("resume"), resume_margin,
-                max(finished) if finished else None)
-            if kept is not None:
-                reserve = (finish_idx[kept[0]], kept[1])
-                allowed &= budget.keeps_reserve(trial_idx == reserve[0], cost, margin, budget_left, reserve[1])
+        if s.finish_reserve and observed:  # a new config must be able to reach max_epochs
+            allowed &= started | budget.can_finish_from_scratch(
+                per_epoch_all[trial_idx], self.max_epochs, self._overhead_estimate("start"),
+                self._cost_margin("start"), budget_left)
+        reserve = self._reserve(budget_left, finish_idx, final, per_epoch_all) if finish_idx else None
+        if reserve is not None:
+            allowed &= budget.keeps_reserve(trial_idx == reserve[0], cost, margin, budget_left, reserve[1])
         return allowed, margin, reserve
 
     def ask(self, budget_left: float | None = None) -> Step | None:
         """The step with the highest expected improvement per predicted second."""
         if self.space is not None:
-            anchor = self._next_anchor()
+            anchor = self._next_anchor(budget_left)
             if anchor is not None:
                 return anchor
             self._refill_pool()

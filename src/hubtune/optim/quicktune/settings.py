@@ -77,9 +77,17 @@ class QuickTuneSettings:
             checkpoint; with schedules over ``max_epochs`` an unfinished one has
             not annealed. Without it, a short real run was seen spending its last
             minutes on cheap one-epoch probes (high expected improvement per
-            second) and ending with no model trained to the end. Off by default
-            (method ``qt_finish``): on the 8-minute demo (3 seeds) it changed the
-            10k-test top-1 by +0.23, -0.24 and +0.01 points (docs/optimizer.md).
+            second) and ending with no model trained to the end. With it on, a
+            never-started config (default-config anchors included) is only started
+            if it alone could still reach ``max_epochs``, and when no started trial
+            can be finished any more the whole budget left goes to the one predicted
+            to end best (:func:`~hubtune.optim.quicktune.budget.can_finish_from_scratch`,
+            :func:`~hubtune.optim.quicktune.budget.last_chance`). Off here, on for
+            searches of a search space (``hubtune run``; ``make_quicktune``): on the
+            leave-one-out replay (50-epoch schedules, hours) it raised the 16 h mean
+            regret from 0.030 to 0.047 (three surrogate seeds), while in 8-minute
+            real runs it was what let the search export a model trained to the end
+            of its schedule (docs/optimizer.md).
         cost_quantile: with a known remaining budget, a step is only started if
             this quantile of its duration fits in it, not just the predicted
             seconds: the prediction times a factor learnt from this run's own
@@ -147,13 +155,16 @@ class QuickTuneSettings:
             mean ``m + a s``, std ``c s``, with ``(a, c)`` shrunk towards ``(0, 1)`` by
             this many pseudo-residuals (:mod:`hubtune.optim.quicktune.calibration`).
             ``None``: off. The network and kernel keep their meta-trained values, so the
-            prior cannot be forgotten. On the leave-one-out replay it is neutral: with the
-            fold surrogates of three meta-training seeds, 0.176 / 0.081 / 0.041 mean regret at
+            prior cannot be forgotten. On the leave-one-out replay without installments it is
+            neutral: with the fold surrogates of three meta-training seeds, 0.176 / 0.081 / 0.041 mean regret at
             1 / 4 / 16 h against 0.177 / 0.079 / 0.041 without (an earlier gain measured with
             one set of surrogates did not survive another; docs/optimizer.md). Replaying the
             journals of 33 real offline-hub runs (``benchmarks/prediction_replay.py``) it did
             not bring new-config predictions closer either (signed error -4.1 vs -4.0 points;
-            after 5 observations -10.3 vs -10.9, inside +-1 std 40% vs 50%), so it is off.
+            after 5 observations -10.3 vs -10.9, inside +-1 std 40% vs 50%). On by default
+            because, together with installments, it was the better setting on the replay
+            across the three surrogates: 0.146 / 0.076 / 0.030 against 0.161 / 0.078 / 0.033
+            without it.
         calibrate_continue: the same for continuations of started trials (their own
             residuals). ``None``: off.
         refit_steps: if > 0, each time the number of observed epochs reaches
@@ -184,8 +195,8 @@ class QuickTuneSettings:
     lookahead: float = 0.0
     installment_growth: float | None = 1.0
     installment_first: int = 2
-    calibrate_new: float | None = None
-    calibrate_continue: float | None = None
+    calibrate_new: float | None = 5.0
+    calibrate_continue: float | None = 5.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible field values."""
