@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import math
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.helpers.paths import BENCHMARKS
-from tests.helpers.run import finished_run
+from tests.helpers.run import finished_run, quicktune_run_args
 
 sys.path.insert(0, str(BENCHMARKS))
 
@@ -67,12 +66,7 @@ def test_figures_of_a_hand_written_journal(tmp_path, capsys):
 
 
 def test_a_real_quicktune_run_folder(tmp_path):
-    def args(data: Path, out: Path) -> list[str]:
-        return ["run", str(data), "--out", str(out), "--budget", "30", "--hub", "test",
-                "--models", "test_resnet,test_efficientnet", "--max-epochs", "3", "--image-size", "24",
-                "--optimizer", "quicktune", "--no-pretrained", "--threads", "1", "--log", "plain"]
-
-    _, run = finished_run(tmp_path, args, per_class=12, size=24)
+    _, run = finished_run(tmp_path, quicktune_run_args, per_class=12, size=24)
     results = [json.loads(line) for line in (run / "journal.jsonl").read_text().splitlines()
                if '"event": "result"' in line]
     reached = [r for r in results if any(rec["epoch"] == r["step"]["to_epoch"] for rec in r["records"])]

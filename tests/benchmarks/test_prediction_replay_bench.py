@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 
 from tests.helpers.paths import BENCHMARKS
-from tests.helpers.run import finished_run
+from tests.helpers.run import finished_run, quicktune_run_args
 
 sys.path.insert(0, str(BENCHMARKS))
 
@@ -18,12 +18,7 @@ from prediction_replay import replay  # noqa: E402
 
 @pytest.mark.slow  # a real 60 s run
 def test_replay_reproduces_the_journaled_predictions_and_differs_without_calibration(tmp_path):
-    def args(data: Path, out: Path) -> list[str]:
-        return ["run", str(data), "--out", str(out), "--budget", "60", "--hub", "test",
-                "--models", "test_resnet,test_efficientnet", "--max-epochs", "3", "--image-size", "24",
-                "--optimizer", "quicktune", "--no-pretrained", "--threads", "1", "--log", "plain"]
-
-    _, run = finished_run(tmp_path, args, per_class=12, size=24)
+    _, run = finished_run(tmp_path, partial(quicktune_run_args, budget="60"), per_class=12, size=24)
     journaled, _ = read_points(run / "journal.jsonl")
     replayed = replay(run, None)
     assert len(journaled) >= 2 and len(replayed) == len(journaled)

@@ -1,5 +1,5 @@
 """Every code block in README.md and docs/ is run by a named test or says why not
-(tests/docs_blocks.py), and every ``hubtune`` command line in them uses real options."""
+(tests/helpers/docs_blocks.py), and every ``hubtune`` command line in them uses real options."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_every_block_is_registered_and_every_entry_names_a_block() -> None:
     assert len(blocks) >= 40
     keys = [b.key for b in blocks]
     missing = [f"{b.doc}:{b.line}: {b.key[1]!r}" for b in blocks if b.key not in REGISTRY]
-    assert not missing, "blocks without a test or a reason (add them to tests/docs_blocks.py):\n" \
+    assert not missing, "blocks without a test or a reason (add them to tests/helpers/docs_blocks.py):\n" \
         + "\n".join(missing)
     stale = [k for k in REGISTRY if k not in keys]
     assert not stale, f"registry entries whose block is gone: {stale}"

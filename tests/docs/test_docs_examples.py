@@ -1,4 +1,4 @@
-"""The examples of README.md and docs/ run for real (the blocks tests/docs_blocks.py
+"""The examples of README.md and docs/ run for real (the blocks tests/helpers/docs_blocks.py
 registers to these tests).
 
 Each test reads its block from the markdown and runs it: shell lines through the

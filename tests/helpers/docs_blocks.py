@@ -191,6 +191,11 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
         (NOT_RUN, "meta-trains surrogates without the named models (hours)"),
     ("docs/optimizer.md", "python benchmarks/optimizer_overhead.py --epochs 100,500,1000,2000 --decisions 15"):
         (NOT_RUN, "the overhead measurement (minutes; tests/optim/test_quicktune.py bounds the overhead)"),
+    ("docs/optimizer.md", "python benchmarks/qt_replay.py --out qtr --budget 16h --seeds 0 --surrogate-seeds 0,1,2 \\"):
+        (NOT_RUN, "the issue #13 replay: 80 cells of 16 simulated hours and 20 fold surrogates per seed "
+                  "(tens of minutes; its statistics are tested in tests/benchmarks/test_qt_replay_bench.py)"),
+    ("docs/optimizer.md", "python benchmarks/qt_replay.py --out qtr --budget 16h --seeds 0,1,2,3,4,5,6,7,8,9 \\"):
+        (NOT_RUN, "the issue #13 replay: 400 cells of 16 simulated hours (tens of minutes)"),
     # ---------------------------------------------------------------- docs/parallel.md
     ("docs/parallel.md", "pip install 'hubtune[ray]'          # plain `ray`, no dashboard extras"):
         (NOT_RUN, "GPUs and clusters; --workers on CPU is run by tests/e2e/test_run_ray.py (options checked)"),

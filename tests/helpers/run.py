@@ -38,6 +38,13 @@ def tiny_run_args(data: Path, out: Path, *extra: str, budget: str = "20") -> lis
             "--device", "cpu", *extra]
 
 
+def quicktune_run_args(data: Path, out: Path, budget: str = "30") -> list[str]:
+    """A tiny real Quick-Tune search over two test models (3 epochs, 24 px): a journal of predictions."""
+    return ["run", str(data), "--out", str(out), "--budget", budget, "--hub", "test",
+            "--models", "test_resnet,test_efficientnet", "--max-epochs", "3", "--image-size", "24",
+            "--optimizer", "quicktune", "--no-pretrained", "--threads", "1", "--log", "plain"]
+
+
 def one_model_defaults_args(data: Path, out: Path) -> list[str]:
     """One test model's default config for one epoch at 24 px: the quickest run that exports."""
     return ["run", str(data), "--out", str(out), "--budget", "120", "--hub", "test",
