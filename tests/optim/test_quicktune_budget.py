@@ -18,6 +18,7 @@ from hubtune.optim.quicktune.budget import (
     fits,
     keeps_reserve,
     last_chance,
+    reserve,
     step_lengths,
 )
 
@@ -98,3 +99,14 @@ def test_last_chance_is_the_most_promising_started_trial_unless_a_finished_one_i
     assert last_chance(final, 0.85) == 1
     assert last_chance(final, 0.9) is None
     assert last_chance(np.array([]), None) is None
+
+
+def test_reserve_keeps_a_finishable_trial_else_gives_everything_to_the_last_chance():
+    epochs, final, per_epoch = np.array([3, 6]), np.array([0.8, 0.7]), np.array([10.0, 10.0])
+    # 55 s left: the first needs 50 s to finish (8 epochs, no overhead), the second 20 s
+    assert reserve(55.0, epochs, final, per_epoch, 8, 0.0, 1.0, None) == (0, 50.0)
+    # 15 s left: neither can be finished; every step goes to the one predicted to end best
+    assert reserve(15.0, epochs, final, per_epoch, 8, 0.0, 1.0, None) == (0, 15.0)
+    assert reserve(15.0, epochs, final, per_epoch, 8, 0.0, 1.0, 0.85) is None  # a finished trial is better
+    # finishable, but a finished trial is already as good: no reserve, no last chance
+    assert reserve(55.0, epochs, final, per_epoch, 8, 0.0, 1.0, 0.9) is None

@@ -176,3 +176,21 @@ def last_chance(final: np.ndarray, best_finished: float | None) -> int | None:
     if best_finished is not None and best_finished >= float(final[k]):
         return None
     return k
+
+
+def reserve(budget_left: float, epochs: np.ndarray, final: np.ndarray, per_epoch: np.ndarray, max_epochs: int,
+            resume_seconds: float, resume_margin: float, best_finished: float | None) -> tuple[int, float] | None:
+    """(position in the started trials, seconds) the finish reserve keeps, or None.
+
+    :func:`finish_reserve` while some started trial can still be finished; when
+    none can, :func:`last_chance`'s trial with the whole ``budget_left``.
+    """
+    kept = finish_reserve(budget_left, epochs, final, per_epoch, max_epochs, resume_seconds, resume_margin,
+                          best_finished)
+    if kept is not None or len(epochs) == 0:
+        return kept
+    to_finish = resume_margin * (per_epoch * (max_epochs - np.asarray(epochs)) + resume_seconds)
+    if (to_finish <= budget_left).any():
+        return None  # finishable, but a finished trial is already as good
+    k = last_chance(np.minimum(final, 1.0), best_finished)
+    return None if k is None else (k, float(budget_left))

@@ -157,19 +157,10 @@ class QuickTune:
         """
         trials = self.pool.trials
         finished = [t.scores[-1] for t in trials if t.scores and t.epoch >= self.max_epochs]
-        best_finished = max(finished) if finished else None
-        epochs = np.asarray([trials[i].epoch for i in finish_idx])
-        resume_margin = self._cost_margin("resume")
-        kept = budget.finish_reserve(budget_left, epochs, final, per_epoch_all[finish_idx], self.max_epochs,
-                                     self._overhead_estimate("resume"), resume_margin, best_finished)
-        if kept is not None:
-            return finish_idx[kept[0]], kept[1]
-        to_finish = resume_margin * (per_epoch_all[finish_idx] * (self.max_epochs - epochs)
-                                     + self._overhead_estimate("resume"))
-        if (to_finish <= budget_left).any():
-            return None  # finishable, but a finished trial is already as good
-        k = budget.last_chance(np.minimum(final, 1.0), best_finished)
-        return None if k is None else (finish_idx[k], float(budget_left))
+        kept = budget.reserve(budget_left, np.asarray([trials[i].epoch for i in finish_idx]), final,
+                              per_epoch_all[finish_idx], self.max_epochs, self._overhead_estimate("resume"),
+                              self._cost_margin("resume"), max(finished) if finished else None)
+        return None if kept is None else (finish_idx[kept[0]], kept[1])
 
     def _anchor_prediction(self, trial_id: str) -> dict[str, float]:
         """The (calibrated) prediction for an anchor's first epoch, for the decision log and
