@@ -13,7 +13,8 @@ SCORES = (("top1", "top-1"), ("balanced_accuracy", "balanced accuracy"), ("macro
 
 WHY = {
     "budget": "the time budget was spent",
-    "exhausted": "the optimizer had no further candidates to try",
+    "exhausted": ("the optimizer had nothing left to try that fits in the budget left and could beat "
+                  "the best so far (or no candidates left)"),
     "max_steps": "the step limit was reached",
 }
 
