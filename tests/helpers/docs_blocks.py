@@ -194,6 +194,8 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
     ("docs/optimizer.md", "python benchmarks/qt_replay.py --out qtr --budget 16h --seeds 0 --surrogate-seeds 0,1,2 \\"):
         (NOT_RUN, "the issue #13 replay: 80 cells of 16 simulated hours and 20 fold surrogates per seed "
                   "(tens of minutes; its statistics are tested in tests/benchmarks/test_qt_replay_bench.py)"),
+    ("docs/optimizer.md", "python benchmarks/qt_replay.py --out qtr --budget 16h --seeds 0,1,2 --workers 4 --speedup \\"):
+        (NOT_RUN, "the issue #13 parallel replay: 120 cells of 16 simulated hours (tens of minutes)"),
     ("docs/optimizer.md", "python benchmarks/qt_replay.py --out qtr --budget 16h --seeds 0,1,2,3,4,5,6,7,8,9 \\"):
         (NOT_RUN, "the issue #13 replay: 400 cells of 16 simulated hours (tens of minutes)"),
     # ---------------------------------------------------------------- docs/parallel.md
