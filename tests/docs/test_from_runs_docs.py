@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hubtune.cli import app
-from tests.helpers.paths import DOCS
+from tests.helpers.paths import BENCHMARKS, DOCS, ROOT
 
 DOC = DOCS / "from-runs.md"
 
@@ -46,10 +46,9 @@ def test_the_documented_example_runs(tmp_path, monkeypatch):
     args = shlex.split(m.group(1))
     args = [a for a in args if "*" not in a]  # the measurement's run folders
     args[args.index("--budget") + 1], args[args.index("--seeds") + 1] = "30", "0"
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"),
                                                          os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "from_runs_replay.py"),
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "from_runs_replay.py"),
                            "runs/digits", "runs/animal", "runs/fashion", *args], env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
