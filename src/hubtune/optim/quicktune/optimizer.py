@@ -139,10 +139,7 @@ class QuickTune:
         finish_idx, rows = self._finish_rows(self.pool.open_indices(self.max_epochs))
         if not finish_idx:
             return True
-        x_obs, y_obs = self._observations()
-        x_all, y_all = self._believe_pending(x_obs, y_obs)
-        final, _ = self.surrogate.predict(x_all, y_all, rows.astype(np.float32),
-                                          extra_noise=self._sampling_noise(y_all))
+        final, _ = self._posterior(rows)
         reserve = self._reserve(budget_left, finish_idx, final, per_epoch)
         if reserve is None:
             return True
@@ -175,13 +172,17 @@ class QuickTune:
         t = self.pool.trials[i]
         row = assemble_rows(self.pool.static[[i]], np.zeros(1, dtype=int), np.ones(1, dtype=int),
                             t.curve[None], self.settings.schedule_epochs)
-        x_obs, y_obs = self._observations()
-        x_all, y_all = self._believe_pending(x_obs, y_obs)
-        m, sd = self.surrogate.predict(x_all, y_all, row.astype(np.float32),
-                                       extra_noise=self._sampling_noise(y_all))
+        m, sd = self._posterior(row)
         m = np.minimum(m, 1.0)
         cm, cs = self._calibrated(m, sd, np.zeros(1, dtype=bool))
         return self._prediction_info(m, sd, cm, cs, 0)
+
+    def _posterior(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The GP's (mean, std) at query ``rows``, conditioned on this task's observations and
+        the pending steps' fantasies (uncalibrated)."""
+        x_obs, y_obs = self._observations()
+        x_all, y_all = self._believe_pending(x_obs, y_obs)
+        return self.surrogate.predict(x_all, y_all, rows.astype(np.float32), extra_noise=self._sampling_noise(y_all))
 
     def _refill_pool(self) -> None:
         """Top the pool of never-started configs up to ``pool_size`` (search-space mode)."""
