@@ -17,7 +17,7 @@ from prediction_replay import replay  # noqa: E402
 
 
 @pytest.mark.slow  # a real 60 s run
-def test_replay_reproduces_the_journaled_predictions_and_differs_without_calibration(tmp_path):
+def test_replay_reproduces_the_journaled_predictions_and_a_what_if_noise_changes_them(tmp_path):
     _, run = finished_run(tmp_path, partial(quicktune_run_args, budget="60"), per_class=12, size=24)
     journaled, _ = read_points(run / "journal.jsonl")
     replayed = replay(run, None)
