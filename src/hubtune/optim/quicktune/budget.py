@@ -117,6 +117,13 @@ def can_win(p_win: np.ndarray, trial_idx: np.ndarray, reachable: np.ndarray, thr
     return best_reachable(p_win, trial_idx, reachable) >= threshold
 
 
+def seconds_to_finish(per_epoch: np.ndarray, epochs_left: np.ndarray | int, overhead: float, margin: float
+                      ) -> np.ndarray:
+    """Likely seconds to train ``epochs_left`` more epochs: ``margin`` times the predicted
+    seconds plus the start or resume ``overhead``."""
+    return margin * (np.asarray(per_epoch) * np.asarray(epochs_left) + overhead)
+
+
 def finish_reserve(budget_left: float, epochs: np.ndarray, final: np.ndarray, per_epoch: np.ndarray,
                    max_epochs: int, resume_seconds: float, resume_margin: float,
                    best_finished: float | None) -> tuple[int, float] | None:
@@ -132,7 +139,7 @@ def finish_reserve(budget_left: float, epochs: np.ndarray, final: np.ndarray, pe
     if len(epochs) == 0:
         return None
     final = np.minimum(final, 1.0)
-    to_finish = resume_margin * (per_epoch * (max_epochs - np.asarray(epochs)) + resume_seconds)
+    to_finish = seconds_to_finish(per_epoch, max_epochs - np.asarray(epochs), resume_seconds, resume_margin)
     feasible = to_finish <= budget_left
     if not feasible.any():
         return None
@@ -158,7 +165,7 @@ def can_finish_from_scratch(per_epoch: np.ndarray, max_epochs: int, start_second
     time for: its epochs are wasted. Likely duration as for any start:
     ``start_margin`` times the predicted seconds plus the start overhead.
     """
-    return start_margin * (np.asarray(per_epoch) * max_epochs + start_seconds) <= budget_left
+    return seconds_to_finish(per_epoch, max_epochs, start_seconds, start_margin) <= budget_left
 
 
 def last_chance(final: np.ndarray, best_finished: float | None) -> int | None:
@@ -189,7 +196,7 @@ def reserve(budget_left: float, epochs: np.ndarray, final: np.ndarray, per_epoch
                           best_finished)
     if kept is not None or len(epochs) == 0:
         return kept
-    to_finish = resume_margin * (per_epoch * (max_epochs - np.asarray(epochs)) + resume_seconds)
+    to_finish = seconds_to_finish(per_epoch, max_epochs - np.asarray(epochs), resume_seconds, resume_margin)
     if (to_finish <= budget_left).any():
         return None  # finishable, but a finished trial is already as good
     k = last_chance(np.minimum(final, 1.0), best_finished)
