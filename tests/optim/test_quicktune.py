@@ -451,3 +451,22 @@ def test_noisy_scores_measure_improvement_against_the_best_posterior_mean():
     assert smoothed > 0.8
     plain, lucky = bar(None)
     assert plain == pytest.approx(lucky)
+
+
+def test_a_short_schedules_candidates_are_encoded_in_reference_epochs():
+    """The pool's static rows present a 2-of-8-epoch warm-up as the 12.5 reference epochs it stands for."""
+    from hubtune.optim.quicktune import QuickTune, QuickTuneSettings
+    from hubtune.space.config import Config
+    from hubtune.space.searchspace import SearchSpace
+    from hubtune.surrogate.cache import load_default_surrogate
+
+    sur = load_default_surrogate()
+    space = SearchSpace(["mobilenetv2_100"], schedule_epochs=8)
+    qt = QuickTune(sur, max_epochs=8, space=space, settings=QuickTuneSettings(schedule_epochs=8))
+    cfg = Config(model="mobilenetv2_100", warmup_epochs=2, warmup_lr=1e-6)
+    qt.pool.add([("w2", cfg)])
+    got = qt.pool.static[qt.pool.index["w2"]]
+    enc = sur.features.encoder
+    i = enc.names.index("warmup_epochs")
+    assert got[i] == pytest.approx(enc.encode(cfg.replace(warmup_epochs=10))[i])
+    assert got[i] != pytest.approx(enc.encode(cfg)[i])

@@ -141,3 +141,14 @@ def test_asking_for_a_device_this_machine_lacks_is_a_one_line_error(tmp_path):
         res = CliRunner().invoke(app, ["predict", str(tmp_path), str(tmp_path),
                                        "--device", device])
         assert res.exit_code == 2 and f"--device {device} was asked for" in res.stderr
+
+
+def test_the_runs_search_space_follows_its_schedule(fitted, tmp_path):
+    """A run of --max-epochs 2 samples warm-ups/decays of its own length, not the 50-epoch grid's."""
+    data, _ = fitted
+    tuner = HubTuner(budget=20, out=tmp_path / "run", models=["test_resnet"], max_epochs=2,
+                     image_size=32, optimizer="random", pretrained=False, num_threads=1)
+    _, ctx = tuner._task(tuner._settings(str(data)))
+    assert ctx.space.schedule_epochs == 2
+    assert ctx.space.choices["warmup_epochs"] == [0, 1] and ctx.space.choices["decay_epochs"] == [1]
+    assert max(c.warmup_epochs for c in ctx.space.sample(100, seed=0)) == 1

@@ -145,7 +145,7 @@ class GenerateSettings:
         if not self.pretrained:
             # Co-Tuning needs the pretrained ImageNet head (as in `hubtune run --no-pretrained`).
             spec["fixed"] = {**spec.get("fixed", {}), "cotuning_reg": 0.0}
-        return SearchSpace.from_dict(spec, models=self.models)
+        return SearchSpace.from_dict(spec, models=self.models, schedule_epochs=self.max_epochs)
 
 
 @dataclass(frozen=True)

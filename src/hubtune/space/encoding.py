@@ -15,6 +15,12 @@ The encoding spec is frozen into every saved surrogate (:meth:`ConfigEncoder.to_
 so a user's restricted or extended grid is encoded on the same scale the
 surrogate was trained on (values outside the grid range extrapolate linearly).
 
+Epoch-valued hyperparameters (warm-up, step decay, plateau patience) are
+encoded as epochs of the meta-dataset's 50-epoch schedule: ``epoch_scale``
+(50 / the run's schedule length, as the surrogate's fidelities use) converts a
+short run's counts, and the result is clipped to the grid's range (the
+meta-dataset holds nothing longer to extrapolate from).
+
 Example:
     >>> from hubtune.space.config import Config
     >>> enc = ConfigEncoder.default()
@@ -34,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from hubtune.space.config import CONDITIONAL_DEFAULTS, Config
-from hubtune.space.searchspace import CONDITIONS, ORDINAL, V6_CHOICES
+from hubtune.space.searchspace import CONDITIONS, EPOCH_VALUED, ORDINAL, V6_CHOICES
 
 OFF_ABLE = ("clip_grad", "layer_decay")
 """Numeric hyperparameters where ``None`` means "off"."""
@@ -117,8 +123,12 @@ class ConfigEncoder:
         """Length of an encoded vector."""
         return len(self.names)
 
-    def encode(self, config: Config) -> np.ndarray:
-        """One config as a float32 vector of length :attr:`dim`."""
+    def encode(self, config: Config, epoch_scale: float = 1.0) -> np.ndarray:
+        """One config as a float32 vector of length :attr:`dim`.
+
+        ``epoch_scale``: meta-dataset epochs per epoch of the config's schedule
+        (``hubtune.surrogate.features.epoch_scale``); scales the epoch-valued fields.
+        """
         if not isinstance(config, Config):
             raise EncodingError(f"expected a Config, got {type(config).__name__}")
         out = np.zeros(self.dim, dtype=np.float32)
@@ -135,6 +145,8 @@ class ConfigEncoder:
                 if value is None:
                     continue
                 out[idx[f"{name}:on"]] = 1.0
+            if name in EPOCH_VALUED:
+                value = min(max(float(value) * epoch_scale, num.lo), num.hi)
             out[idx[name]] = num.transform(float(value))
         for name, cats in self._categories.items():
             value = getattr(config, name)
@@ -149,11 +161,11 @@ class ConfigEncoder:
         out[idx["amp"]] = 1.0 if config.amp else 0.0
         return out
 
-    def encode_many(self, configs: Sequence[Config]) -> np.ndarray:
-        """Configs as a ``[n, dim]`` float32 matrix."""
+    def encode_many(self, configs: Sequence[Config], epoch_scale: float = 1.0) -> np.ndarray:
+        """Configs as a ``[n, dim]`` float32 matrix (``epoch_scale`` as in :meth:`encode`)."""
         if not configs:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self.encode(c) for c in configs])
+        return np.stack([self.encode(c, epoch_scale) for c in configs])
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:

@@ -85,6 +85,32 @@ CONDITIONS: dict[str, tuple[str, list[str]]] = {
 
 DEFAULT_MAX_BATCH_SIZE = 64
 
+REFERENCE_EPOCHS = 50
+"""The schedule length of every run in the meta-dataset: the grid's epoch-valued choices
+(warm-up, step decay, plateau patience) are counts of epochs of a 50-epoch schedule."""
+
+EPOCH_VALUED = ("warmup_epochs", "decay_epochs", "patience_epochs")
+"""Hyperparameters counted in epochs; they follow the schedule's length (:func:`scale_epoch_choices`)."""
+
+
+def scale_epoch_choices(values: Sequence[int], schedule_epochs: int) -> list[int]:
+    """The grid's epoch counts (of a 50-epoch schedule) as counts of a ``schedule_epochs`` one.
+
+    A warm-up of 10 epochs is a fifth of the meta-dataset's schedule; on an
+    8-epoch schedule the same fraction is 2 epochs (never more than the run:
+    unscaled, the learning rate would still be warming up when the run ends).
+    0 stays 0, any other count becomes at least 1.
+
+    >>> scale_epoch_choices([0, 5, 10], 8)
+    [0, 1, 2]
+    >>> scale_epoch_choices([2, 5], 8)
+    [1]
+    """
+    if schedule_epochs < 1:
+        raise ConfigError(f"schedule_epochs must be >= 1, got {schedule_epochs}")
+    out = {0 if v == 0 else max(1, round(v * schedule_epochs / REFERENCE_EPOCHS)) for v in values}
+    return sorted(out)
+
 
 def _token(value: Any) -> str:
     """ConfigSpace-safe string for one choice value."""
@@ -106,6 +132,11 @@ class SearchSpace:
         fixed: hyperparameters pinned to one value (e.g. ``{"opt": "adamw"}``).
         choices: hyperparameters restricted to a subset of values (or a new grid).
         max_batch_size: largest batch size sampled (64 by default; up to 512).
+        schedule_epochs: the length of the trials' learning-rate schedules (a run's
+            ``--max-epochs``). The default grid's epoch-valued choices (:data:`EPOCH_VALUED`)
+            are scaled from the meta-dataset's 50 epochs to it, so a warm-up or a step
+            decay takes the same fraction of a short run as of the runs the surrogate
+            learnt from. Choices the user gives are taken as they are. ``None``: unscaled.
     """
 
     def __init__(
@@ -114,6 +145,7 @@ class SearchSpace:
         fixed: dict[str, Any] | None = None,
         choices: dict[str, Sequence[Any]] | None = None,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        schedule_epochs: int | None = None,
     ) -> None:
         if not models:
             raise ConfigError("the search space needs at least one model")
@@ -126,6 +158,10 @@ class SearchSpace:
                 raise ConfigError(f"unknown hyperparameter in search space: {name!r}")
         grid = {k: list(v) for k, v in V6_CHOICES.items()}
         grid["batch_size"] = [b for b in grid["batch_size"] if b <= max_batch_size]
+        self.schedule_epochs = schedule_epochs
+        if schedule_epochs is not None:
+            for name in EPOCH_VALUED:
+                grid[name] = scale_epoch_choices(grid[name], int(schedule_epochs))
         for name, values in (choices or {}).items():
             values = [tuple(v) if isinstance(v, list) else v for v in values]
             if not values:
@@ -217,14 +253,23 @@ class SearchSpace:
             "choices": {
                 k: [list(x) if isinstance(x, tuple) else x for x in v]
                 for k, v in self.choices.items()
-                if k != "model" and k not in self.fixed and v != V6_CHOICES.get(k)
+                if k != "model" and k not in self.fixed and v != self._default_grid(k)
             },
             "max_batch_size": self.max_batch_size,
         }
 
+    def _default_grid(self, name: str) -> list[Any] | None:
+        """The grid ``name`` has when the user restricts nothing (at this space's schedule)."""
+        values = V6_CHOICES.get(name)
+        if values is not None and name in EPOCH_VALUED and self.schedule_epochs is not None:
+            return scale_epoch_choices(values, int(self.schedule_epochs))
+        return values
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any], models: Sequence[str] | None = None) -> SearchSpace:
-        """Inverse of :meth:`to_dict`; ``models`` overrides the file's model list."""
+    def from_dict(cls, data: dict[str, Any], models: Sequence[str] | None = None,
+                  schedule_epochs: int | None = None) -> SearchSpace:
+        """Inverse of :meth:`to_dict`; ``models`` overrides the file's model list,
+        ``schedule_epochs`` scales the default epoch-valued grid (see :class:`SearchSpace`)."""
         allowed = {"models", "fixed", "choices", "max_batch_size"}
         unknown = set(data) - allowed
         if unknown:
@@ -237,11 +282,14 @@ class SearchSpace:
             fixed=data.get("fixed"),
             choices=data.get("choices"),
             max_batch_size=int(data.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)),
+            schedule_epochs=schedule_epochs,
         )
 
     @classmethod
-    def from_file(cls, path: str | Path, models: Sequence[str] | None = None) -> SearchSpace:
-        """Load a search-space JSON file, with a clear error if it is unreadable."""
+    def from_file(cls, path: str | Path, models: Sequence[str] | None = None,
+                  schedule_epochs: int | None = None) -> SearchSpace:
+        """Load a search-space JSON file, with a clear error if it is unreadable
+        (``models`` and ``schedule_epochs`` as in :meth:`from_dict`)."""
         p = Path(path)
         try:
             data = json.loads(p.read_text())
@@ -249,4 +297,4 @@ class SearchSpace:
             raise ConfigError(f"search-space file not found: {p}") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"search-space file {p} is not valid JSON: {exc}") from None
-        return cls.from_dict(data, models=models)
+        return cls.from_dict(data, models=models, schedule_epochs=schedule_epochs)

@@ -33,6 +33,7 @@ from hubtune.core.metafeatures import DatasetMetaFeatures
 from hubtune.hub.descriptor import ModelDescriptor
 from hubtune.space.config import Config
 from hubtune.space.encoding import ConfigEncoder
+from hubtune.space.searchspace import REFERENCE_EPOCHS as SCHEDULE_REFERENCE
 
 DescriptorLookup = Callable[[str], "ModelDescriptor | None"]
 
@@ -40,7 +41,7 @@ N_MODEL_DESC = 5
 N_META = 4
 N_FIDELITY = 4
 N_CURVE = 6
-REFERENCE_EPOCHS = 50
+REFERENCE_EPOCHS = SCHEDULE_REFERENCE
 """Fidelities are expressed relative to this many epochs (the meta-dataset's maximum)."""
 Z_CLIP = 3.0
 """Standardised model/dataset features are clipped to +-Z_CLIP: a model or dataset far
@@ -255,9 +256,14 @@ class FeatureBuilder:
         configs: Sequence[Config],
         descriptors: dict[str, ModelDescriptor | None],
         meta: DatasetMetaFeatures | None,
+        schedule_epochs: int | None = None,
     ) -> np.ndarray:
-        """Config + model + dataset blocks for each config (``[n, static_dim]``)."""
-        enc = self.encoder.encode_many(configs)
+        """Config + model + dataset blocks for each config (``[n, static_dim]``).
+
+        ``schedule_epochs``: the configs' schedule length; their epoch-valued fields are
+        encoded as epochs of the meta-dataset's schedule (``None``: already are).
+        """
+        enc = self.encoder.encode_many(configs, epoch_scale(schedule_epochs))
         cache: dict[str, np.ndarray] = {}
         mrows = []
         for c in configs:

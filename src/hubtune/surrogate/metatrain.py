@@ -90,7 +90,7 @@ def _prepare(name: str, runs: _Runs, fb: FeatureBuilder, descriptors: dict[str, 
     keep = lengths > 0
     scores, lengths = scores[keep], lengths[keep]
     configs = [c for c, k in zip(runs.configs, keep, strict=True) if k]
-    static = fb.static_rows(configs, descriptors, runs.meta_features)
+    static = fb.static_rows(configs, descriptors, runs.meta_features, runs.schedule_epochs)
     # Runs whose schedules spanned another length are presented as the same fraction of
     # a 50-epoch schedule, exactly as QuickTune presents hubtune run's epochs
     # (QuickTuneSettings.schedule_epochs): features.curve_table / assemble_rows scale them.

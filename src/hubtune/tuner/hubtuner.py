@@ -270,7 +270,7 @@ class HubTuner:
             # Co-Tuning needs the pretrained ImageNet head; without pretrained weights
             # every such candidate would fail, so the space leaves it out.
             space_spec["fixed"] = {**space_spec.get("fixed", {}), "cotuning_reg": 0.0}
-        space = SearchSpace.from_dict(space_spec, models=models)
+        space = SearchSpace.from_dict(space_spec, models=models, schedule_epochs=settings.max_epochs)
         ctx = TaskContext(
             max_epochs=settings.max_epochs, seed=settings.seed, space=space,
             meta_features=ds.meta_features, budget=settings.budget,

@@ -78,7 +78,7 @@ class QuickTune:
         self.meta_features = meta_features
         self.seed = int(seed)
         self.settings = settings or QuickTuneSettings()
-        self.pool = CandidatePool(surrogate, descriptors, meta_features)
+        self.pool = CandidatePool(surrogate, descriptors, meta_features, self.settings.schedule_epochs)
         self._rng = np.random.default_rng(self.seed)
         self._base_surrogate = surrogate
         self._anchors: list[str] = []

@@ -52,11 +52,14 @@ class CandidatePool:
         surrogate: gives the feature builder (static rows) and cost model (priors).
         descriptors: hub descriptors by model (models without one get ``None``).
         meta_features: the target dataset's meta-features.
+        schedule_epochs: the trials' schedule length (their epoch-valued hyperparameters
+            are encoded relative to it; ``None``: the meta-dataset's 50 epochs).
     """
 
     def __init__(self, surrogate: Surrogate, descriptors: dict[str, ModelDescriptor | None] | None,
-                 meta_features: Any) -> None:
+                 meta_features: Any, schedule_epochs: int | None = None) -> None:
         self.features = surrogate.features
+        self.schedule_epochs = schedule_epochs
         self.cost = surrogate.cost
         self.descriptors = dict(descriptors or {})
         self.meta_features = meta_features
@@ -101,7 +104,7 @@ class CandidatePool:
             self.trials.append(Trial(tid, cfg))
             self.descriptors.setdefault(cfg.model, None)
         cfgs = [c for _, c in new]
-        static = self.features.static_rows(cfgs, self.descriptors, self.meta_features)
+        static = self.features.static_rows(cfgs, self.descriptors, self.meta_features, self.schedule_epochs)
         prior = self.cost.predict_log(cfgs, self.descriptors, self.meta_features)
         self.static = static if self.static.size == 0 else np.concatenate([self.static, static])
         self.cost_prior = np.concatenate([self.cost_prior, prior])
