@@ -31,6 +31,7 @@ from hubtune.optim.quicktune.pool import (
     sample_fresh,
 )
 from hubtune.optim.quicktune.results import (  # noqa: F401  (re-exported: their home was here)
+    collapsed,
     effective_status,
     records_from_scores,
     score_prediction,
@@ -482,7 +483,7 @@ class QuickTune:
             entry["prediction"] = [float(prediction[0]), float(prediction[1])]
         self._journal.append(entry)
         z = step_residual(records, to_epoch, prediction)
-        if z is not None:
+        if z is not None and not collapsed(t.scores, records, to_epoch, self.settings.skip_collapse):
             self._residuals[kind].append(z)
         self.pool.record(t, records, self.settings.schedule_epochs, QuickTuneError)
         told, status = status, effective_status(status, to_epoch, t.epoch)

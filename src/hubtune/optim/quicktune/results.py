@@ -52,6 +52,26 @@ def step_residual(records: Sequence[tuple[int, float, float]], to_epoch: int | N
     return standardized_residual(float(at[-1]), float(prediction[0]), float(prediction[1]))
 
 
+def collapsed(earlier: Sequence[float], records: Sequence[tuple[int, float, float]], to_epoch: int | None,
+              fraction: float | None) -> bool:
+    """Whether the step's score at ``to_epoch`` fell below ``fraction`` of its trial's best
+    ``earlier`` score: training diverged (0.685 at epoch 3, 0.071 at epoch 4).
+
+    A collapse is a failure of that run, not evidence that the surrogate is miscalibrated
+    for this task; counted as a residual (4-6 GP stds), it widened every later
+    continuation's std (see ``QuickTuneSettings.skip_collapse``). ``fraction=None``: never.
+
+    >>> collapsed([0.60, 0.685], [(4, 0.071, 1.0)], 4, 0.5)
+    True
+    >>> collapsed([0.60, 0.685], [(4, 0.50, 1.0)], 4, 0.5)
+    False
+    """
+    if fraction is None or to_epoch is None or not earlier:
+        return False
+    at = [s for e, s, _ in records if int(e) == int(to_epoch)]
+    return bool(at) and float(at[-1]) < fraction * max(earlier)
+
+
 def records_from_scores(scores: Sequence[float], seconds: Sequence[float], start_epoch: int = 0) -> list[EpochRecord]:
     """Epoch records for a replayed curve segment (helper for tests and tools)."""
     return [

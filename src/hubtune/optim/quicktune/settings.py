@@ -167,6 +167,9 @@ class QuickTuneSettings:
             without it.
         calibrate_continue: the same for continuations of started trials (their own
             residuals). ``None``: off.
+        skip_collapse: a step whose score fell below this fraction of its trial's best
+            earlier score (training diverged) adds no calibration residual
+            (:func:`~hubtune.optim.quicktune.results.collapsed`). ``None``: every step does.
         refit_steps: if > 0, each time the number of observed epochs reaches
             16, 32, 64, ... the network and GP hyperparameters are re-fitted to
             this task's observations for this many marginal-likelihood steps,
@@ -197,6 +200,7 @@ class QuickTuneSettings:
     installment_first: int = 2
     calibrate_new: float | None = 5.0
     calibrate_continue: float | None = 5.0
+    skip_collapse: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible field values."""
