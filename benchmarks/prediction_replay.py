@@ -45,7 +45,7 @@ def _val_size(run_dir: Path, fingerprint: str | None) -> int | None:
 
 
 def _optimizer(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float,
-               noise_sd: float | None = None) -> Any:
+               noise_sd: float | None = None, schedule_epochs: int | None = None) -> Any:
     """A fresh optimizer with the run's settings. ``calibrate``: True, the optimizer's default
     per-task calibration; False, none; a number, calibration with that pseudo-residual weight."""
     from hubtune.hub import get_descriptor
@@ -56,7 +56,8 @@ def _optimizer(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float
     settings = json.loads((run_dir / "run.json").read_text())
     fingerprint, meta = _data_cache(run_dir)
     sur_dir = surrogate_dir or settings.get("surrogate") or str(default_surrogate_dir(settings["models"]))
-    qs = QuickTuneSettings(schedule_epochs=int(settings["max_epochs"]), val_size=_val_size(run_dir, fingerprint))
+    qs = QuickTuneSettings(schedule_epochs=int(schedule_epochs or settings["max_epochs"]),
+                           val_size=_val_size(run_dir, fingerprint))
     if calibrate is False:
         qs.calibrate_new = qs.calibrate_continue = None
     elif calibrate is not True:
@@ -93,12 +94,13 @@ def _predict(qt: Any, trial_id: str, to_epoch: int) -> tuple[float, float, float
 
 
 def replay(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float = True,
-           noise_sd: float | None = None) -> list[Point]:
-    """The replayed predictions of every step of ``run_dir`` that reached its target epoch."""
+           noise_sd: float | None = None, schedule_epochs: int | None = None) -> list[Point]:
+    """The replayed predictions of every step of ``run_dir`` that reached its target epoch
+    (``schedule_epochs``: what-if, the run's epochs presented as those of a schedule this long)."""
     from hubtune.search.journal import Journal
     from hubtune.space.config import Config
 
-    qt = _optimizer(run_dir, surrogate_dir, calibrate, noise_sd)
+    qt = _optimizer(run_dir, surrogate_dir, calibrate, noise_sd, schedule_epochs)
     points: list[Point] = []
     for e in Journal(run_dir / "journal.jsonl"):
         if e.get("event") != "result":
@@ -131,6 +133,9 @@ def main() -> None:
                     help="per-task calibration with W pseudo-residuals (default: the optimizer's default setting)")
     ap.add_argument("--gp-noise-sd", type=float, default=None,
                     help="what-if: the GP's learnt observation-noise std (fraction) set to this")
+    ap.add_argument("--schedule-epochs", type=int, default=None,
+                    help="what-if: present the runs' epochs to the surrogate as epochs of a schedule this long "
+                         "(default: each run's --max-epochs, as the optimizer does)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--quiet", action="store_true", help="only the pooled table")
     args = ap.parse_args()
@@ -140,7 +145,7 @@ def main() -> None:
     out: dict[str, Any] = {"runs": {}}
     for run in args.runs:
         calibrate: bool | float = False if args.no_calibration else (args.calibrate if args.calibrate else True)
-        pts = replay(run, args.surrogate, calibrate, args.gp_noise_sd)
+        pts = replay(run, args.surrogate, calibrate, args.gp_noise_sd, args.schedule_epochs)
         pooled += pts
         out["runs"][str(run)] = rep = report(pts, 0)
         if not args.quiet:

@@ -162,3 +162,25 @@ def test_anchor_steps_carry_a_prediction():
     rec = records_from_scores([step.info["mean"] - 3 * step.info["std"]], [5.0])
     qt.tell(StepResult(step, rec, "ok", seconds=5.0))
     assert qt.calibration("start")[0] < 0  # the anchor's miss counts as a new-config residual
+
+
+@needs_shared
+@pytest.mark.parametrize("skip", [None, 0.5])
+def test_a_diverged_step_is_no_calibration_evidence_when_skip_collapse_is_set(skip):
+    """A run that collapses (0.6 at epoch 1, 0.02 at epoch 2) is a failure of that run; with
+    ``skip_collapse`` its miss does not widen every later continuation's std."""
+    qt = _optimizer(calibrate_new=5.0, calibrate_continue=5.0, skip_collapse=skip)
+    first = qt.ask()
+    qt.tell(StepResult(first, records_from_scores([0.6], [10.0]), "ok", seconds=10.0))
+    from hubtune.protocol.steps import Step
+
+    tid = first.trial_id
+    cont = Step(trial_id=tid, config=qt.pool[tid].config, to_epoch=2,
+                info={"gp_mean": 0.62, "gp_std": 0.03, "noise_std": 0.0})
+    qt.tell(StepResult(cont, records_from_scores([0.02], [10.0], 1), "ok", seconds=10.0))
+    if skip is None:
+        assert qt._residuals["resume"] == [pytest.approx(-3.0)]  # clipped at Z_CLIP
+        assert qt.calibration("resume")[1] > 1.2
+    else:
+        assert qt._residuals["resume"] == [] and qt.calibration("resume") == (0.0, 1.0)
+    assert qt.pool[tid].scores == [0.6, 0.02]  # the scores themselves are kept either way
