@@ -93,6 +93,13 @@ def _predict(qt: Any, trial_id: str, to_epoch: int) -> tuple[float, float, float
     return float(cm[0]), float(cs[0]), noise_var ** 0.5, float(m[0]), predictive_sd(float(sd[0]), noise_var)
 
 
+def _anchor(step: dict[str, Any]) -> bool:
+    """Whether a journaled step started a default-config anchor (runs from before the
+    ``anchor`` flag: a default config's step, as its ``why`` says)."""
+    info = step.get("info") or {}
+    return bool(info.get("anchor")) or str(info.get("why", "")).startswith("default config of the model")
+
+
 def replay(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float = True,
            noise_sd: float | None = None, schedule_epochs: int | None = None) -> list[Point]:
     """The replayed predictions of every step of ``run_dir`` that reached its target epoch
@@ -120,7 +127,7 @@ def replay(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float = T
         if pred is not None and at and np.isfinite(at[-1]):
             points.append(Point(kind, pred[0], pred[1], pred[2], at[-1], observed_before))
         qt._apply(tid, config, records, str(e.get("status", "ok")), float(e.get("seconds", 0.0)),
-                  None, to_epoch or None, None if pred is None else (pred[3], pred[4]))
+                  None, to_epoch or None, None if pred is None else (pred[3], pred[4]), anchor=_anchor(step))
     return points
 
 

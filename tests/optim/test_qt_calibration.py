@@ -150,18 +150,27 @@ def test_calibration_is_rebuilt_exactly_on_resume():
     assert (a.trial_id, a.to_epoch, a.info["mean"]) == (b.trial_id, b.to_epoch, b.info["mean"])
 
 
-def test_anchor_steps_carry_a_prediction():
+@pytest.mark.parametrize("anchor_residuals", [False, True])
+def test_anchor_steps_carry_a_prediction_but_add_no_residual_by_default(anchor_residuals):
     from hubtune.space.searchspace import SearchSpace
     from hubtune.surrogate.cache import load_default_surrogate
 
     qt = QuickTune(load_default_surrogate(), max_epochs=10, space=SearchSpace(["edgenext_small"]), seed=0,
-                   settings=QuickTuneSettings(calibrate_new=5.0))
+                   settings=QuickTuneSettings(calibrate_new=5.0, anchor_residuals=anchor_residuals))
     step = qt.ask()
-    assert step.info["why"].startswith("default config")
+    assert step.info["why"].startswith("default config") and step.info["anchor"] is True
     assert 0.0 < step.info["mean"] <= 1.0 and step.info["std"] > 0 and step.info["noise_std"] > 0
     rec = records_from_scores([step.info["mean"] - 3 * step.info["std"]], [5.0])
     qt.tell(StepResult(step, rec, "ok", seconds=5.0))
-    assert qt.calibration("start")[0] < 0  # the anchor's miss counts as a new-config residual
+    if anchor_residuals:
+        assert qt.calibration("start")[0] < 0  # the anchor's miss counts as a new-config residual
+    else:  # started whatever it predicted: its miss says nothing of this task's new configs
+        assert qt._residuals["start"] == [] and qt.calibration("start") == (0.0, 1.0)
+    # a resumed run rebuilds the same calibration from the journal (the flag is journaled)
+    again = QuickTune(load_default_surrogate(), max_epochs=10, space=SearchSpace(["edgenext_small"]), seed=0,
+                      settings=QuickTuneSettings(calibrate_new=5.0, anchor_residuals=anchor_residuals))
+    again.load_state_dict(json.loads(json.dumps(qt.state_dict())))
+    assert again._residuals == qt._residuals
 
 
 @needs_shared

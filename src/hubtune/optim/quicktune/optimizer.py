@@ -116,7 +116,7 @@ class QuickTune:
                     self._anchors = []  # the remaining default configs become ordinary candidates
                     return None
                 t.pending = True
-                info: dict[str, Any] = {"why": "default config of the model (strong start)"}
+                info: dict[str, Any] = {"why": "default config of the model (strong start)", "anchor": True}
                 info.update(self._anchor_prediction(tid))
                 return Step(trial_id=tid, config=t.config, to_epoch=1, info=info)
         return None
@@ -453,6 +453,7 @@ class QuickTune:
             step_prediction(result.step, "seconds"),
             result.step.to_epoch,
             score_prediction(result.step.info),
+            anchor=bool((result.step.info or {}).get("anchor")),
         )
 
     def _apply(
@@ -465,6 +466,7 @@ class QuickTune:
         predicted_seconds: float | None = None,
         to_epoch: int | None = None,
         prediction: Sequence[float] | None = None,
+        anchor: bool = False,
     ) -> None:
         if trial_id not in self.pool:
             if self.space is None:
@@ -481,8 +483,12 @@ class QuickTune:
             entry["to_epoch"] = int(to_epoch)
         if prediction is not None:
             entry["prediction"] = [float(prediction[0]), float(prediction[1])]
+        if anchor:
+            entry["anchor"] = True
         self._journal.append(entry)
         z = step_residual(records, to_epoch, prediction)
+        if anchor and kind == "start" and not self.settings.anchor_residuals:
+            z = None  # started whatever it predicted; its miss is another model's, not this task's
         if z is not None and not collapsed(t.scores, records, to_epoch, self.settings.skip_collapse):
             self._residuals[kind].append(z)
         self.pool.record(t, records, self.settings.schedule_epochs, QuickTuneError)
@@ -549,6 +555,7 @@ class QuickTune:
                 entry.get("predicted_seconds"),
                 entry.get("to_epoch"),
                 entry.get("prediction"),
+                anchor=bool(entry.get("anchor")),
             )
         self.space = space
         for tid in state.get("pending", []):

@@ -174,6 +174,16 @@ class QuickTuneSettings:
             0.5 against ``None``: 1 / 4 / 16 h mean regret +0.0001 / +0.0002 / -0.0010
             (16 h 95% CI [-0.0022, -0.0002], 5 datasets better, 0 worse); with 10 bench seeds
             and surrogate seed 0, level at every horizon (docs/optimizer.md).
+        anchor_residuals: whether the first steps of the default-config anchors (started
+            whatever they predict) add residuals to the new-config calibration. Off: an
+            anchor's prediction is another model's default conditioned on the first
+            anchor, and its miss (+-10-16 points at a 3-4 point std on the real offline
+            runs) is about that model, not about how this task treats new configs; pooled
+            with the sampled configs' misses it hid their consistent optimism. Replaying 60
+            real runs' journals (``benchmarks/prediction_replay.py``), off against on: mean
+            signed error of new-config predictions after 5 observations -4.7 / -4.1 / -10.2
+            points against -6.4 / -4.9 / -13.7 (Fashion-MNIST, animal-mnist, digits),
+            continuations unchanged. The replay of the meta-dataset has no anchors.
         refit_steps: if > 0, each time the number of observed epochs reaches
             16, 32, 64, ... the network and GP hyperparameters are re-fitted to
             this task's observations for this many marginal-likelihood steps,
@@ -205,6 +215,7 @@ class QuickTuneSettings:
     calibrate_new: float | None = 5.0
     calibrate_continue: float | None = 5.0
     skip_collapse: float | None = 0.5
+    anchor_residuals: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible field values."""
