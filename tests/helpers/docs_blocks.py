@@ -199,6 +199,9 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
     ("docs/optimizer.md", "python benchmarks/demo_vs_defaults.py --tasks fashion-mnist:2000@8m --seeds 0,1,2 --threads 1 --out runs-real"):
         (NOT_RUN, "the issue #13 real runs: nine 8-minute searches (the script's grid and scoring are tested in "
                   "tests/benchmarks/test_large_test_bench.py)"),
+    ("docs/optimizer.md", "python benchmarks/qt_replay.py --out qtr --budget 16h --seeds 0,1,2 --workers 4 --speedup --json par4.json \\"):
+        (NOT_RUN, "the issue #13 parallel replay of the first-installment change: 120 cells of 16 simulated "
+                  "hours (tens of minutes)"),
     ("docs/optimizer.md", "python benchmarks/qt_replay.py --out qtr --budget 16h --seeds 0,1,2,3,4,5,6,7,8,9 \\"):
         (NOT_RUN, "the issue #13 replay: 400 cells of 16 simulated hours (tens of minutes)"),
     # ---------------------------------------------------------------- docs/parallel.md

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from hubtune.optim.quicktune import QuickTune, QuickTuneSettings, records_from_scores
-from hubtune.optim.quicktune.budget import installment
+from hubtune.optim.quicktune.budget import first_installment, installment
 from hubtune.protocol.steps import Step, StepResult
 
 
@@ -29,6 +29,12 @@ def test_installment_caps_the_chosen_length_at_growth_times_the_epochs_so_far():
     assert installment(16, 1, lengths, 1.0, first=2) == 2
     assert installment(16, 6, lengths, 1.0, first=2) == 4
     assert installment(1, 0, lengths, 1.0, first=2) == 1
+
+
+def test_a_parallel_search_takes_a_shorter_first_look():
+    assert first_installment(2, 1, others_pending=False) == 2  # one worker: never another step running
+    assert first_installment(2, 1, others_pending=True) == 1
+    assert first_installment(2, None, others_pending=True) == 2  # switched off
 
 
 def _space_qt(**settings) -> QuickTune:
@@ -65,9 +71,11 @@ def test_a_long_step_from_scratch_runs_its_first_installment_first_and_resumes_i
     asked = [qt.ask() for _ in range(8)]
     steps = [s for s in asked if qt.pool[s.trial_id].epoch == 0]
     assert len(steps) >= 6
-    first = QuickTuneSettings().installment_first
-    assert all(s.to_epoch == first for s in steps)  # every new config: its first installment
-    assert all(s.info["valued_horizon"] > first for s in steps)  # though chosen for a longer step
+    first, parallel = QuickTuneSettings().installment_first, QuickTuneSettings().installment_first_parallel
+    # every new config runs its first installment: the sequential one when nothing else is
+    # running (the first ask), the parallel one while the earlier asks are still running
+    assert [s.to_epoch for s in steps] == [first if s is asked[0] else parallel for s in steps]
+    assert all(s.info["valued_horizon"] > s.to_epoch for s in steps)  # though chosen for a longer step
     for i, s in enumerate(asked):
         _tell(qt, s, 0.3 + 0.05 * i)
     decisions = []

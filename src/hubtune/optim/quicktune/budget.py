@@ -54,6 +54,19 @@ def installment(chosen: int, epoch: int, lengths: Sequence[int], growth: float |
     return max(within) if within else min(chosen, *lengths)
 
 
+def first_installment(first: int, parallel: int | None, others_pending: bool) -> int:
+    """The smallest installment: ``parallel`` while other steps are running (a parallel
+    search), else ``first``.
+
+    With several workers a config's first look is cheaper to spread: the other workers
+    keep the search moving while it runs. ``parallel=None``: always ``first``.
+
+    >>> first_installment(2, 1, others_pending=True), first_installment(2, 1, others_pending=False)
+    (1, 2)
+    """
+    return int(parallel) if parallel is not None and others_pending else int(first)
+
+
 def epochs_that_fit(per_epoch: np.ndarray, overhead: np.ndarray, margin: np.ndarray,
                     budget_left: float) -> np.ndarray:
     """The most epochs ``k`` whose likely duration, ``(per_epoch * k + overhead) * margin``,

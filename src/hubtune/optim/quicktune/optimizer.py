@@ -348,7 +348,9 @@ class QuickTune:
             return j
         same = np.flatnonzero(trial_idx == trial_idx[j])
         k = budget.installment(int(ks[j]), self.pool.trials[trial_idx[j]].epoch, [int(ks[i]) for i in same], g,
-                               first=self.settings.installment_first)
+                               first=budget.first_installment(self.settings.installment_first,
+                                                              self.settings.installment_first_parallel,
+                                                              any(t.pending for t in self.pool.trials)))
         return int(same[np.flatnonzero(ks[same] == k)[0]])
 
     def _predict(self, xq: np.ndarray, finish_rows: np.ndarray | None
