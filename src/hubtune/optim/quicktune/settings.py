@@ -186,7 +186,7 @@ class QuickTuneSettings:
             anchor's prediction is another model's default conditioned on the first
             anchor, and its miss (+-10-16 points at a 3-4 point std on the real offline
             runs) is about that model, not about how this task treats new configs; pooled
-            with the sampled configs' misses it hid their consistent optimism. Replaying 60
+            with the sampled configs' misses it hid their consistent optimism. Replaying 39
             real runs' journals (``benchmarks/prediction_replay.py``), off against on: mean
             signed error of new-config predictions after 5 observations -4.7 / -4.1 / -10.2
             points against -6.4 / -4.9 / -13.7 (Fashion-MNIST, animal-mnist, digits),
