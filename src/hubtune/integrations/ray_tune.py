@@ -100,7 +100,8 @@ def build_optimizer(models: Sequence[str], max_epochs: int,
     if not models:
         raise RunError("models must name at least one hub model")
     ctx = TaskContext(
-        max_epochs=int(max_epochs), seed=seed, space=SearchSpace.from_dict(space or {}, models=models, schedule_epochs=int(max_epochs)),
+        max_epochs=int(max_epochs), seed=seed,
+        space=SearchSpace.from_dict(space or {}, models=models, schedule_epochs=int(max_epochs)),
         meta_features=_meta_features(dataset), budget=budget,
         descriptors={m: get_descriptor(m) for m in models},
         surrogate_dir=str(surrogate or default_surrogate_dir(models)),

@@ -158,7 +158,8 @@ class QuickTuneSettings:
             (docs/optimizer.md). One worker never has another step running, so it is unchanged.
         calibrate_new: if set, predictions for never-started configs are calibrated to
             this task from the standardised residuals of this run's earlier new-config
-            predictions (made before each observation, default-config anchors included):
+            predictions (made before each observation; anchors' first steps only with
+            ``anchor_residuals``):
             mean ``m + a s``, std ``c s``, with ``(a, c)`` shrunk towards ``(0, 1)`` by
             this many pseudo-residuals (:mod:`hubtune.optim.quicktune.calibration`).
             ``None``: off. The network and kernel keep their meta-trained values, so the
@@ -186,11 +187,11 @@ class QuickTuneSettings:
             anchor's prediction is another model's default conditioned on the first
             anchor, and its miss (+-10-16 points at a 3-4 point std on the real offline
             runs) is about that model, not about how this task treats new configs; pooled
-            with the sampled configs' misses it hid their consistent optimism. Replaying 39
-            real runs' journals (``benchmarks/prediction_replay.py``), off against on: mean
-            signed error of new-config predictions after 5 observations -4.7 / -4.1 / -10.2
-            points against -6.4 / -4.9 / -13.7 (Fashion-MNIST, animal-mnist, digits),
-            continuations unchanged. The replay of the meta-dataset has no anchors.
+            with the sampled configs' misses it hid their consistent optimism. Replaying the
+            journals of 53 real runs (``benchmarks/prediction_replay.py``; 29 Fashion-MNIST,
+            15 animal-mnist, 9 digits), off against on: mean signed error of new-config
+            predictions after 5 observations -1.8 / -0.3 / -9.3 points against -3.5 / -0.5 /
+            -13.3, continuations unchanged. The replay of the meta-dataset has no anchors.
         refit_steps: if > 0, each time the number of observed epochs reaches
             16, 32, 64, ... the network and GP hyperparameters are re-fitted to
             this task's observations for this many marginal-likelihood steps,
