@@ -159,9 +159,11 @@ class SearchSpace:
         grid = {k: list(v) for k, v in V6_CHOICES.items()}
         grid["batch_size"] = [b for b in grid["batch_size"] if b <= max_batch_size]
         self.schedule_epochs = schedule_epochs
+        # the grid of what the user does not restrict: V6, with its epoch counts at this schedule
+        self._defaults = dict(V6_CHOICES)
         if schedule_epochs is not None:
             for name in EPOCH_VALUED:
-                grid[name] = scale_epoch_choices(grid[name], int(schedule_epochs))
+                self._defaults[name] = grid[name] = scale_epoch_choices(grid[name], int(schedule_epochs))
         for name, values in (choices or {}).items():
             values = [tuple(v) if isinstance(v, list) else v for v in values]
             if not values:
@@ -253,17 +255,10 @@ class SearchSpace:
             "choices": {
                 k: [list(x) if isinstance(x, tuple) else x for x in v]
                 for k, v in self.choices.items()
-                if k != "model" and k not in self.fixed and v != self._default_grid(k)
+                if k != "model" and k not in self.fixed and v != self._defaults.get(k)
             },
             "max_batch_size": self.max_batch_size,
         }
-
-    def _default_grid(self, name: str) -> list[Any] | None:
-        """The grid ``name`` has when the user restricts nothing (at this space's schedule)."""
-        values = V6_CHOICES.get(name)
-        if values is not None and name in EPOCH_VALUED and self.schedule_epochs is not None:
-            return scale_epoch_choices(values, int(self.schedule_epochs))
-        return values
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], models: Sequence[str] | None = None,
