@@ -1,6 +1,7 @@
 """Replay real runs' journals through a surrogate: how well would it have predicted each step?
 
     python benchmarks/prediction_replay.py RUN_DIR [RUN_DIR ...] [--surrogate DIR] [--calibrate W | --no-calibration]
+        [--final-truth RUN_DIR ...]
 
 For each ``hubtune run`` folder, a fresh Quick-Tune optimizer with the run's
 settings (schedule over ``--max-epochs``, the validation split's size) and the
@@ -14,6 +15,13 @@ training anything. Figures (coverage of +-1 std, signed and absolute error, for
 new configs, new configs after 5 observed epochs, continuations) are those of
 ``benchmarks/calibration.py``.
 
+``--final-truth RUN...`` adds a second question: how well does the search judge
+the end of a trial it has paused? After every replayed step, each started,
+unfinished trial is predicted at the schedule's last epoch, and compared with
+the score a run of the same seed reached there with the same config (a
+``defaults_sequential`` baseline trains every default config to the end; a
+trial's curve is the same in both runs, as its seed, config and data are).
+
 Use it to compare surrogates on runs of data they were not trained on
 (``hubtune run --surrogate`` refuses a surrogate trained on the same data).
 """
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +39,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from calibration import Point, format_table, report  # noqa: E402
+from calibration import Point, format_table, report, summarize  # noqa: E402
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def _pts(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.1f}"
 
 
 def _val_size(run_dir: Path, fingerprint: str | None) -> int | None:
@@ -100,14 +117,57 @@ def _anchor(step: dict[str, Any]) -> bool:
     return bool(info.get("anchor")) or str(info.get("why", "")).startswith("default config of the model")
 
 
+PAUSED = "paused_final"
+"""Kind of the points :func:`replay` adds with ``truth``: a paused trial's score at the last epoch."""
+
+
+def _config_key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def final_scores(runs: list[Path]) -> dict[tuple[int, str], float]:
+    """``(seed, config) -> score at the run's max_epochs`` of every trial that got there in ``runs``."""
+    from hubtune.search.journal import Journal
+
+    out: dict[tuple[int, str], float] = {}
+    for run in runs:
+        settings = json.loads((run / "run.json").read_text())
+        seed, last = int(settings.get("seed", 0)), int(settings["max_epochs"])
+        for e in Journal(run / "journal.jsonl"):
+            if e.get("event") != "result":
+                continue
+            for r in e.get("records") or []:
+                if int(r["epoch"]) == last and np.isfinite(float(r.get("score", float("nan")))):
+                    out[(seed, _config_key(e["step"]["config"]))] = float(r["score"])
+    return out
+
+
+def _paused_points(qt: Any, seed: int, truth: dict[tuple[int, str], float]) -> list[Point]:
+    """Predictions of each paused trial's score at ``max_epochs`` whose truth is known."""
+    observed_before = sum(t.epoch for t in qt.pool.trials)
+    points = []
+    for t in qt.pool.trials:
+        final = truth.get((seed, _config_key(t.config.to_dict())))
+        if final is None or not 0 < t.epoch < qt.max_epochs:
+            continue
+        pred = _predict(qt, t.trial_id, qt.max_epochs)
+        if pred is not None:
+            points.append(Point(PAUSED, pred[0], pred[1], pred[2], final, observed_before))
+    return points
+
+
 def replay(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float = True,
-           noise_sd: float | None = None, schedule_epochs: int | None = None) -> list[Point]:
+           noise_sd: float | None = None, schedule_epochs: int | None = None,
+           truth: dict[tuple[int, str], float] | None = None) -> list[Point]:
     """The replayed predictions of every step of ``run_dir`` that reached its target epoch
-    (``schedule_epochs``: what-if, the run's epochs presented as those of a schedule this long)."""
+    (``schedule_epochs``: what-if, the run's epochs presented as those of a schedule this long).
+    With ``truth`` (:func:`final_scores`), also after each step a ``PAUSED`` point for every
+    started, unfinished trial whose final score ``truth`` knows for this run's seed."""
     from hubtune.search.journal import Journal
     from hubtune.space.config import Config
 
     qt = _optimizer(run_dir, surrogate_dir, calibrate, noise_sd, schedule_epochs)
+    seed = int(json.loads((run_dir / "run.json").read_text()).get("seed", 0))
     points: list[Point] = []
     for e in Journal(run_dir / "journal.jsonl"):
         if e.get("event") != "result":
@@ -128,6 +188,8 @@ def replay(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float = T
             points.append(Point(kind, pred[0], pred[1], pred[2], at[-1], observed_before))
         qt._apply(tid, config, records, str(e.get("status", "ok")), float(e.get("seconds", 0.0)),
                   None, to_epoch or None, None if pred is None else (pred[3], pred[4]), anchor=_anchor(step))
+        if truth:
+            points += _paused_points(qt, seed, truth)
     return points
 
 
@@ -143,22 +205,34 @@ def main() -> None:
     ap.add_argument("--schedule-epochs", type=int, default=None,
                     help="what-if: present the runs' epochs to the surrogate as epochs of a schedule this long "
                          "(default: each run's --max-epochs, as the optimizer does)")
+    ap.add_argument("--final-truth", type=Path, nargs="+", default=None, metavar="RUN",
+                    help="runs whose trials reached the last epoch (e.g. defaults_sequential of the same "
+                         "seeds): also score the predictions of paused trials' final scores against them")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--quiet", action="store_true", help="only the pooled table")
     args = ap.parse_args()
-    if bad := [str(r) for r in args.runs if not (r / "run.json").is_file()]:
+    if bad := [str(r) for r in args.runs + (args.final_truth or []) if not (r / "run.json").is_file()]:
         ap.error("not a hubtune run folder (no run.json): " + ", ".join(bad))
+    truth = final_scores(args.final_truth) if args.final_truth else None
     pooled: list[Point] = []
+    paused: list[Point] = []
     out: dict[str, Any] = {"runs": {}}
     for run in args.runs:
         calibrate: bool | float = False if args.no_calibration else (args.calibrate if args.calibrate else True)
-        pts = replay(run, args.surrogate, calibrate, args.gp_noise_sd, args.schedule_epochs)
+        pts = replay(run, args.surrogate, calibrate, args.gp_noise_sd, args.schedule_epochs, truth)
+        paused += [p for p in pts if p.kind == PAUSED]
+        pts = [p for p in pts if p.kind != PAUSED]
         pooled += pts
         out["runs"][str(run)] = rep = report(pts, 0)
         if not args.quiet:
             print(format_table(str(run), rep))
     out["pooled"] = rep = report(pooled, 0)
     print(format_table(f"pooled over {len(args.runs)} runs (surrogate: {args.surrogate or 'each run own'})", rep))
+    if truth is not None:
+        out["paused_final"] = fin = asdict(summarize(paused))
+        print(f"paused trials' final score (truth from {len(args.final_truth)} runs, {len(truth)} trials): "
+              f"n {fin['n']}, in +-1 std {_pct(fin['inside_1std'])}, in +-1 sd+noise {_pct(fin['inside_1sd_noise'])}, "
+              f"signed err {_pts(fin['mean_signed_error_points'])} pt, abs err {_pts(fin['mean_abs_error_points']).lstrip('+')} pt")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 

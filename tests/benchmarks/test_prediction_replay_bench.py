@@ -13,7 +13,7 @@ from tests.helpers.run import finished_run, quicktune_run_args
 sys.path.insert(0, str(BENCHMARKS))
 
 from calibration import read_points  # noqa: E402
-from prediction_replay import replay  # noqa: E402
+from prediction_replay import PAUSED, final_scores, replay  # noqa: E402
 
 
 @pytest.mark.slow  # a real 60 s run
@@ -29,3 +29,13 @@ def test_replay_reproduces_the_journaled_predictions_and_a_what_if_noise_changes
     # the what-if noise changes the predictions after the first observation
     changed = replay(run, None, noise_sd=0.2)
     assert any(abs(a.std - b.std) > 1e-4 for a, b in zip(changed[1:], replayed[1:], strict=True))
+
+    # --final-truth: the run is its own truth for the trials it trained to the last epoch; every
+    # paused state of such a trial is predicted at that epoch and compared with the score it reached
+    truth = final_scores([run])
+    assert truth and all(seed == 0 for seed, _ in truth)
+    with_paused = replay(run, None, truth=truth)
+    paused = [p for p in with_paused if p.kind == PAUSED]
+    assert [p for p in with_paused if p.kind != PAUSED] == replayed
+    assert paused, "no trial was paused before the epoch it finished at"
+    assert all(p.observed in truth.values() and p.std > 0 for p in paused)
