@@ -72,6 +72,24 @@ def test_state_round_trip_resumes_with_identical_decisions():
 
 
 @needs_shared
+def test_cost_cooling_measures_the_spent_share_from_the_first_known_budget_across_a_resume():
+    runs = meta()[TEST]
+    cands = list(zip(runs.run_ids, runs.configs, strict=True))
+
+    def fresh() -> QuickTune:
+        return QuickTune(surrogate(), max_epochs=50, candidates=cands, meta_features=runs.meta_features,
+                         descriptors={}, seed=0, settings=QuickTuneSettings(cost_cooling=0.0))
+
+    a = fresh()
+    assert a._cost_power(None) == 0.75
+    assert a.ask(budget_left=4000.0) is not None
+    assert a._cost_power(1000.0) == pytest.approx(0.75 * 0.25)
+    b = fresh()
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert b._cost_power(1000.0) == pytest.approx(0.75 * 0.25)
+
+
+@needs_shared
 def test_never_proposes_a_pending_trial_and_respects_budget():
     qt = _optimizer()
     steps = [qt.ask() for _ in range(6)]

@@ -12,6 +12,7 @@ from hubtune.optim.quicktune import COST_ERROR_PRIOR_STD
 from hubtune.optim.quicktune.acquisition import cost_scaled, improvement_bar, tie_break
 from hubtune.optim.quicktune.budget import (
     can_finish_from_scratch,
+    cooled_power,
     cost_margin,
     endgame,
     finish_reserve,
@@ -110,3 +111,16 @@ def test_reserve_keeps_a_finishable_trial_else_gives_everything_to_the_last_chan
     assert reserve(15.0, epochs, final, per_epoch, 8, 0.0, 1.0, 0.85) is None  # a finished trial is better
     # finishable, but a finished trial is already as good: no reserve, no last chance
     assert reserve(55.0, epochs, final, per_epoch, 8, 0.0, 1.0, 0.9) is None
+
+
+def test_cost_cooling_lets_an_expensive_step_win_once_the_budget_is_spent():
+    ei, cost = np.array([0.01, 0.04]), np.array([10.0, 1000.0])  # cheap and small, dear and large
+    fresh = cooled_power(0.75, 0.0, 1000.0, 1000.0)
+    spent = cooled_power(0.75, 0.0, 100.0, 1000.0)
+    assert fresh == 0.75 and spent == pytest.approx(0.075)
+    assert np.argmax(cost_scaled(ei, cost, fresh)) == 0
+    assert np.argmax(cost_scaled(ei, cost, spent)) == 1
+    assert cooled_power(0.75, 0.5, 0.0, 1000.0) == pytest.approx(0.375)
+    # off, or no known budget: the configured power throughout
+    assert cooled_power(0.75, None, 100.0, 1000.0) == 0.75
+    assert cooled_power(0.75, 0.0, None, None) == 0.75

@@ -58,3 +58,13 @@ def test_refit_raises_the_marginal_likelihood_of_the_observations():
     sur, x, y = _task()
     fitted = sur.refit(x, y, steps=30, lr=1e-2, seed=0)
     assert _log_likelihood(fitted, x, y) > _log_likelihood(sur, x, y)
+
+
+def test_a_kernel_refit_moves_only_the_kernel_noise_and_mean_constant():
+    sur, x, y = _task()
+    before = _weights(sur)
+    fitted = sur.refit(x, y, steps=10, lr=1e-2, seed=0, scope="kernel")
+    changed = {k for k, v in fitted.state_tensors().items() if not torch.equal(before[k], v)}
+    assert changed and "gp.net.mean_head.bias" in changed
+    assert all(not k.startswith("gp.net.") or k == "gp.net.mean_head.bias" for k in changed), changed
+    assert _log_likelihood(fitted, x, y) > _log_likelihood(sur, x, y)

@@ -145,17 +145,22 @@ class Surrogate:
         var = (prior_var.double() - (v * v).sum(0)).clamp_min(1e-10)
         return mean.numpy(), var.sqrt().numpy()
 
-    def refit(self, x: np.ndarray, y: np.ndarray, steps: int, lr: float, seed: int) -> Surrogate:
+    def refit(self, x: np.ndarray, y: np.ndarray, steps: int, lr: float, seed: int,
+              scope: str = "all") -> Surrogate:
         """A copy of this surrogate fitted to one task's observations.
 
         The network and GP hyperparameters start from this surrogate's weights
         and take ``steps`` Adam steps (learning rate ``lr``) on the exact
         marginal likelihood of rows ``x`` with scores ``y``; ``seed`` seeds
         torch, so the copy is a pure function of the inputs. This surrogate is
-        left untouched.
+        left untouched. ``scope="kernel"`` fits only the kernel's output scale and
+        lengthscale, the observation noise and the prior mean's constant (the
+        network's features and the rest of its mean stay meta-trained).
         """
         import copy
 
+        if scope not in ("all", "kernel"):
+            raise ValueError(f"refit scope must be 'all' or 'kernel', got {scope!r}")
         sur = copy.deepcopy(self)
         gp, lik = sur.gp, sur.likelihood
         xt = torch.as_tensor(x, dtype=torch.float32)
@@ -165,7 +170,9 @@ class Surrogate:
         lik.train()
         gp.set_train_data(xt, yt, strict=False)
         mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, gp)
-        opt = torch.optim.Adam(gp.parameters(), lr=lr)
+        params = [p for n, p in gp.named_parameters()
+                  if scope == "all" or not n.startswith("net.") or n == "net.mean_head.bias"]
+        opt = torch.optim.Adam(params, lr=lr)
         with gpytorch.settings.max_cholesky_size(4096):
             for _ in range(steps):
                 opt.zero_grad()

@@ -214,3 +214,23 @@ def reserve(budget_left: float, epochs: np.ndarray, final: np.ndarray, per_epoch
         return None  # finishable, but a finished trial is already as good
     k = last_chance(np.minimum(final, 1.0), best_finished)
     return None if k is None else (k, float(budget_left))
+
+
+def cooled_power(power: float, cooling: float | None, budget_left: float | None,
+                 budget_start: float | None) -> float:
+    """The acquisition's cost exponent once part of the budget is spent ("cost cooling").
+
+    ``power`` while nothing is spent, falling linearly to ``cooling * power`` when
+    the budget is gone: cheap steps are favoured early, and later the expensive
+    configs cost-aware EI keeps putting off get their turn. ``cooling`` ``None``,
+    or no known budget: ``power`` throughout.
+
+    >>> cooled_power(0.75, 0.0, 50.0, 100.0)
+    0.375
+    >>> cooled_power(0.75, None, 50.0, 100.0)
+    0.75
+    """
+    if cooling is None or budget_left is None or not budget_start or budget_start <= 0:
+        return power
+    left = min(max(budget_left / budget_start, 0.0), 1.0)
+    return power * (cooling + (1.0 - cooling) * left)

@@ -99,6 +99,7 @@ class QuickTune:
         self._cost_errors: dict[str, list[float]] = {"start": [], "resume": []}
         self._residuals: dict[str, list[float]] = {"start": [], "resume": []}
         self._tells_since_neighbours = 0
+        self._budget_start: float | None = None  # the budget left at the first ask that knew it
         self._next_refit = 16
         self.surrogate = self._base_surrogate
 
@@ -388,6 +389,13 @@ class QuickTune:
             allowed &= budget.keeps_reserve(trial_idx == reserve[0], cost, margin, budget_left, reserve[1])
         return allowed, margin, reserve
 
+    def _cost_power(self, budget_left: float | None) -> float:
+        """The acquisition's cost exponent now: ``cost_power``, cooled as the budget is spent."""
+        if budget_left is not None and self._budget_start is None:
+            self._budget_start = float(budget_left)
+        return budget.cooled_power(self.settings.cost_power, self.settings.cost_cooling,
+                                   budget_left, self._budget_start)
+
     def ask(self, budget_left: float | None = None) -> Step | None:
         """The step with the highest expected improvement per predicted second."""
         if self.space is not None:
@@ -412,7 +420,7 @@ class QuickTune:
             ei = np.maximum(ei, self._lookahead_ei(open_idx, best)[np.searchsorted(open_idx, trial_idx)])
         overhead = np.where(started, self._overhead_estimate("resume"), self._overhead_estimate("start"))
         cost = per_epoch_all[trial_idx] * ks + overhead
-        acq = cost_scaled(ei, cost, self.settings.cost_power)
+        acq = cost_scaled(ei, cost, self._cost_power(budget_left))
         reserve = margin = p_win = None
         if budget_left is not None:
             allowed, margin, reserve = self._budget_rules(budget_left, trial_idx, cost, started, per_epoch_all,
@@ -522,7 +530,8 @@ class QuickTune:
             return
         self.surrogate = self._base_surrogate.refit(x, y, steps=self.settings.refit_steps,
                                                     lr=self.settings.refit_lr,
-                                                    seed=self.seed * 1_000_003 + n_obs)
+                                                    seed=self.seed * 1_000_003 + n_obs,
+                                                    scope=self.settings.refit_scope)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -537,6 +546,7 @@ class QuickTune:
             "pending": [t.trial_id for t in self.pool.trials if t.pending],
             "rng": self._rng.bit_generator.state,
             "tells_since_neighbours": self._tells_since_neighbours,
+            "budget_start": self._budget_start,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -565,6 +575,8 @@ class QuickTune:
                 self.pool[tid].pending = True
         self._rng.bit_generator.state = state["rng"]
         self._tells_since_neighbours = int(state.get("tells_since_neighbours", 0))
+        start = state.get("budget_start")
+        self._budget_start = float(start) if start is not None else None
 
     # ------------------------------------------------------------- reporting
     def incumbent(self) -> tuple[str, int, float] | None:

@@ -197,17 +197,37 @@ class QuickTuneSettings:
             this task's observations for this many marginal-likelihood steps,
             starting from the meta-trained weights (a pure function of the
             observations and the seed, so a replayed journal refits identically).
+            Off: on the leave-one-out replay (fold surrogates of meta-training seeds
+            0, 1, 2; 16 h) 20 and 50 steps gave 0.181 / 0.106 / 0.038 and 0.180 /
+            0.105 / 0.041 mean regret at 1 / 4 / 16 h against 0.146 / 0.076 / 0.029.
+        refit_lr: the Adam learning rate of those steps.
+        refit_scope: what the refit changes: ``"all"`` (network and GP), or
+            ``"kernel"``: only the kernel's output scale and lengthscale, the
+            observation noise and the prior mean's constant (the network's features stay
+            meta-trained). Also worse on the same replay: 20 steps at learning rate 0.01,
+            0.164 / 0.090 / 0.034; 50 at 0.03, 0.160 / 0.095 / 0.035. The per-task
+            calibration (``calibrate_new``, ``calibrate_continue``), which moves and
+            widens predictions after the GP instead, is what adapts to the task.
+        cost_cooling: if set, the cost exponent falls linearly from ``cost_power``
+            to ``cost_cooling * cost_power`` as the budget is spent
+            (:func:`~hubtune.optim.quicktune.budget.cooled_power`; a run with no known
+            budget is not cooled). Cost-aware EI keeps putting off expensive configs,
+            and on some datasets the best runs are expensive models. Off: on the same
+            replay, 0.0 gave 0.150 / 0.072 / 0.034 and 0.5 gave 0.145 / 0.075 / 0.035
+            against 0.146 / 0.076 / 0.029 (worse at 16 h).
     """
 
     horizons: tuple[int, ...] = (1, 2, 4, 8, 16)
     growth: float | None = None
     cost_power: float = 0.75
+    cost_cooling: float | None = None
     blackbox: bool = False
     max_observations: int = 500
     pool_size: int = 256
     neighbours_every: int = 8
     refit_steps: int = 0
     refit_lr: float = 1e-3
+    refit_scope: str = "all"
     start_with_defaults: bool = True
     endgame: bool = False
     schedule_epochs: int | None = None
