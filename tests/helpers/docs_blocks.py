@@ -205,9 +205,9 @@ REGISTRY: dict[tuple[str, str], tuple[str, str]] = {
     ("docs/optimizer.md", "python benchmarks/qt_replay.py --out qtr --budget 16h --seeds 0,1,2,3,4,5,6,7,8,9 \\"):
         (NOT_RUN, "the issue #13 replay: 400 cells of 16 simulated hours (tens of minutes)"),
     ("docs/optimizer.md", "python benchmarks/qt_replay.py --out qtr --budget 16h --seeds 0 --surrogate-seeds 0,1,2 --json refits.json \\"):
-        (NOT_RUN, "the issue #13 replay of refits, cost cooling and calibration weights: 540 cells of 16 "
-                  "simulated hours (tens of minutes; its statistics are tested in "
-                  "tests/benchmarks/test_qt_replay_bench.py)"),
+        (NOT_RUN, "the issue #13 replay of refits, cost cooling, calibration weights and longer "
+                  "meta-training: 780 cells of 16 simulated hours and 240 more fold surrogates (an hour; "
+                  "its statistics are tested in tests/benchmarks/test_qt_replay_bench.py)"),
     ("docs/optimizer.md", "python benchmarks/prediction_replay.py RUNS/v15-seed{0,1,2} --quiet \\"):
         (NOT_RUN, "needs the real runs' folders (8-minute searches); --final-truth is run by "
                   "tests/benchmarks/test_prediction_replay_bench.py"),
