@@ -143,7 +143,8 @@ def report(points: Sequence[Point], missing: int) -> dict[str, Any]:
     return out
 
 
-def _fmt(v: float | None, pct: bool = False) -> str:
+def fmt_figure(v: float | None, pct: bool = False) -> str:
+    """A figure of :func:`summarize` as printed: a percentage, or signed points; ``-`` if none."""
     if v is None:
         return "-"
     return f"{100 * v:.0f}%" if pct else f"{v:+.1f}"
@@ -156,9 +157,9 @@ def format_table(title: str, rep: dict[str, Any]) -> str:
     for name in ("new", f"new_after_{WARM_OBSERVATIONS}_observations", "continuation", "all"):
         s = rep[name]
         label = name.replace("_", " ")
-        rows.append(f"  {label:<24} {s['n']:>4} {_fmt(s['inside_1std'], True):>11} "
-                    f"{_fmt(s['inside_1sd_noise'], True):>16} {_fmt(s['mean_signed_error_points']):>16} "
-                    f"{_fmt(s['mean_abs_error_points']).lstrip('+'):>13}")
+        rows.append(f"  {label:<24} {s['n']:>4} {fmt_figure(s['inside_1std'], True):>11} "
+                    f"{fmt_figure(s['inside_1sd_noise'], True):>16} {fmt_figure(s['mean_signed_error_points']):>16} "
+                    f"{fmt_figure(s['mean_abs_error_points']).lstrip('+'):>13}")
     rows.append(f"  steps without a prediction: {rep['no_prediction']}")
     return "\n".join(rows)
 

@@ -39,15 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from calibration import Point, format_table, report, summarize  # noqa: E402
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.0f}%"
-
-
-def _pts(v: float | None) -> str:
-    return "-" if v is None else f"{v:+.1f}"
+from calibration import Point, fmt_figure, format_table, report, summarize  # noqa: E402
 
 
 def _val_size(run_dir: Path, fingerprint: str | None) -> int | None:
@@ -231,8 +223,10 @@ def main() -> None:
     if truth is not None:
         out["paused_final"] = fin = asdict(summarize(paused))
         print(f"paused trials' final score (truth from {len(args.final_truth)} runs, {len(truth)} trials): "
-              f"n {fin['n']}, in +-1 std {_pct(fin['inside_1std'])}, in +-1 sd+noise {_pct(fin['inside_1sd_noise'])}, "
-              f"signed err {_pts(fin['mean_signed_error_points'])} pt, abs err {_pts(fin['mean_abs_error_points']).lstrip('+')} pt")
+              f"n {fin['n']}, in +-1 std {fmt_figure(fin['inside_1std'], True)}, "
+              f"in +-1 sd+noise {fmt_figure(fin['inside_1sd_noise'], True)}, "
+              f"signed err {fmt_figure(fin['mean_signed_error_points'])} pt, "
+              f"abs err {fmt_figure(fin['mean_abs_error_points']).lstrip('+')} pt")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
