@@ -42,6 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration import Point, fmt_figure, format_table, report, summarize  # noqa: E402
 
 
+def _run_json(run_dir: Path) -> dict[str, Any]:
+    """The run's recorded settings (``run.json``)."""
+    return json.loads((run_dir / "run.json").read_text())
+
+
 def _val_size(run_dir: Path, fingerprint: str | None) -> int | None:
     """Validation images of the run's data, from its decoded-data cache (None if gone)."""
     from safetensors import safe_open
@@ -62,7 +67,7 @@ def _optimizer(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float
     from hubtune.optim.quicktune import QuickTune, QuickTuneSettings
     from hubtune.surrogate.cache import default_surrogate_dir, load_default_surrogate
 
-    settings = json.loads((run_dir / "run.json").read_text())
+    settings = _run_json(run_dir)
     fingerprint, meta = _data_cache(run_dir)
     sur_dir = surrogate_dir or settings.get("surrogate") or str(default_surrogate_dir(settings["models"]))
     qs = QuickTuneSettings(schedule_epochs=int(schedule_epochs or settings["max_epochs"]),
@@ -123,7 +128,7 @@ def final_scores(runs: list[Path]) -> dict[tuple[int, str], float]:
 
     out: dict[tuple[int, str], float] = {}
     for run in runs:
-        settings = json.loads((run / "run.json").read_text())
+        settings = _run_json(run)
         seed, last = int(settings.get("seed", 0)), int(settings["max_epochs"])
         for e in Journal(run / "journal.jsonl"):
             if e.get("event") != "result":
@@ -159,7 +164,7 @@ def replay(run_dir: Path, surrogate_dir: str | None, calibrate: bool | float = T
     from hubtune.space.config import Config
 
     qt = _optimizer(run_dir, surrogate_dir, calibrate, noise_sd, schedule_epochs)
-    seed = int(json.loads((run_dir / "run.json").read_text()).get("seed", 0))
+    seed = int(_run_json(run_dir).get("seed", 0))
     points: list[Point] = []
     for e in Journal(run_dir / "journal.jsonl"):
         if e.get("event") != "result":
